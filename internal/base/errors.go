@@ -11,6 +11,9 @@ var (
 	ErrKeyTooLarge   = errors.New("bondkv: key too large")
 	ErrValueTooLarge = errors.New("bondkv: value too large")
 	ErrInvalidRange  = errors.New("bondkv: invalid range")
+	// ErrAmbiguous means a write was handed to consensus but its outcome is unknown (the
+	// context ended or the leader was lost first): it may or may not have been applied.
+	ErrAmbiguous = errors.New("bondkv: outcome unknown: the write may or may not have been applied")
 	// ErrCorruption marks data that failed a checksum or could not be decoded: a torn or
 	// tampered file, a malformed snapshot stream, a non-canonical record.
 	ErrCorruption = errors.New("bondkv: corruption")

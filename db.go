@@ -1,0 +1,241 @@
+package bondkv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lni/dragonboat/v4/config"
+
+	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/internal/rpc"
+	"github.com/bondkv/bondkv/raftgroup"
+	"github.com/bondkv/bondkv/store"
+)
+
+// userRange is the range that holds user data. Until ranges split (shard/), it spans every key.
+const userRange = base.FirstUserRangeID
+
+// DB is one node of a bondkv cluster. It is safe for concurrent use.
+type DB struct {
+	opts   Options // filled copy
+	log    *slog.Logger
+	engine *store.Engine
+	host   *raftgroup.Host
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// nodeIdentity is what a directory remembers about its node; dragonboat refuses to restart with
+// a different node ID or address.
+type nodeIdentity struct {
+	NodeID     uint64 `json:"node_id"`
+	ListenAddr string `json:"listen_addr"`
+}
+
+const identityKey = "node"
+
+// Open opens (creating if needed) the node whose data lives in dir and starts it. With nil
+// options it is a single-node cluster that keeps working across restarts.
+func Open(dir string, opts *Options) (*DB, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+		o.Peers = make(map[uint64]string, len(opts.Peers))
+		for k, v := range opts.Peers {
+			o.Peers[k] = v
+		}
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: dir is required", ErrInvalidOptions)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
+	}
+	engine, err := store.Open(filepath.Join(dir, "data"), &store.Options{
+		FS:        o.Testing.FS,
+		Logger:    o.Logger.With("component", "pebble"),
+		CacheSize: o.Expert.CacheSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
+	}
+	db, err := start(dir, o, engine)
+	if err != nil {
+		return nil, errors.Join(err, engine.Close())
+	}
+	return db, nil
+}
+
+func start(dir string, o Options, engine *store.Engine) (*DB, error) {
+	id, fresh, err := resolveIdentity(engine, o)
+	if err != nil {
+		return nil, err
+	}
+	o.NodeID, o.ListenAddr = id.NodeID, id.ListenAddr
+	node := base.NodeID(id.NodeID)
+
+	transport := raftTransport(o, node)
+	host, err := raftgroup.NewHost(raftgroup.Config{
+		NodeID:             node,
+		Dir:                dir,
+		RaftAddress:        id.ListenAddr,
+		Engine:             engine,
+		Logger:             o.Logger,
+		TransportFactory:   transport,
+		RTT:                o.Expert.RaftTick,
+		ElectionTimeout:    o.Expert.ElectionTimeout,
+		SnapshotEntries:    o.Expert.SnapshotEntries,
+		CompactionOverhead: o.Expert.CompactionOverhead,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bondkv: %w", err)
+	}
+	members := map[base.NodeID]string{node: id.ListenAddr}
+	if len(o.Peers) > 0 {
+		members = make(map[base.NodeID]string, len(o.Peers))
+		for n, a := range o.Peers {
+			members[base.NodeID(n)] = a
+		}
+	}
+	err = host.StartReplica(raftgroup.Replica{
+		Range:   userRange,
+		Span:    base.FullSpan,
+		Members: members,
+		Join:    o.Join,
+	})
+	if err != nil {
+		host.Close()
+		return nil, fmt.Errorf("bondkv: %w", err)
+	}
+	if fresh {
+		// Remembered only once the node has started, so that a failed first start can be retried
+		// with other options.
+		if err := storeIdentity(engine, id); err != nil {
+			host.Close()
+			return nil, err
+		}
+	}
+	o.Logger.Info("bondkv node started", "node", node, "addr", id.ListenAddr, "dir", dir, "new", fresh)
+	return &DB{opts: o, log: o.Logger, engine: engine, host: host}, nil
+}
+
+// raftTransport is the node's Raft transport: TCP, through the simulated network if the
+// options carry one.
+func raftTransport(o Options, node base.NodeID) config.TransportFactory {
+	tcp := &rpc.RaftTransportFactory{Logger: o.Logger}
+	if o.Testing.Network == nil {
+		return tcp
+	}
+	o.Testing.Network.Register(node, o.ListenAddr)
+	return o.Testing.Network.TransportFactory(node, tcp)
+}
+
+// resolveIdentity returns the node's identity: the stored one (checked against o) or, for a new
+// directory, one made from o.
+func resolveIdentity(engine *store.Engine, o Options) (nodeIdentity, bool, error) {
+	raw, err := engine.GetNodeLocal(identityKey)
+	switch {
+	case err == nil:
+		var id nodeIdentity
+		if err := json.Unmarshal(raw, &id); err != nil || id.NodeID == 0 || id.ListenAddr == "" {
+			return nodeIdentity{}, false, fmt.Errorf("bondkv: node identity %q: %w", raw, ErrCorruption)
+		}
+		var errs []error
+		if o.NodeID != 0 && o.NodeID != id.NodeID {
+			errs = append(errs, fmt.Errorf("NodeID %d: this directory belongs to node %d", o.NodeID, id.NodeID))
+		}
+		if o.ListenAddr != "" && o.ListenAddr != id.ListenAddr && !isPortZero(o.ListenAddr) {
+			errs = append(errs, fmt.Errorf("ListenAddr %s: this node listens on %s (fixed at creation)", o.ListenAddr, id.ListenAddr))
+		}
+		if len(errs) > 0 {
+			return nodeIdentity{}, false, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+		}
+		return id, false, nil
+	case errors.Is(err, ErrNotFound):
+	default:
+		return nodeIdentity{}, false, fmt.Errorf("bondkv: read node identity: %w", err)
+	}
+	id := nodeIdentity{NodeID: o.NodeID, ListenAddr: o.ListenAddr}
+	if id.NodeID == 0 {
+		id.NodeID = 1
+	}
+	if id.ListenAddr == "" {
+		id.ListenAddr = "127.0.0.1:0"
+	}
+	if isPortZero(id.ListenAddr) {
+		addr, err := freePort(id.ListenAddr)
+		if err != nil {
+			return nodeIdentity{}, false, fmt.Errorf("bondkv: pick a port for %s: %w", id.ListenAddr, err)
+		}
+		id.ListenAddr = addr
+	}
+	return id, true, nil
+}
+
+func storeIdentity(engine *store.Engine, id nodeIdentity) error {
+	raw, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	if err := engine.PutNodeLocal(identityKey, raw); err != nil {
+		return fmt.Errorf("bondkv: store node identity: %w", err)
+	}
+	return nil
+}
+
+func isPortZero(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
+
+// freePort binds addr (port 0) to learn a free port and releases it.
+func freePort(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// NodeID is this node's ID.
+func (db *DB) NodeID() uint64 { return db.opts.NodeID }
+
+// Addr is the address this node's Raft transport listens on.
+func (db *DB) Addr() string { return db.opts.ListenAddr }
+
+// Close stops the node and closes its storage. It is idempotent; afterwards every call returns
+// ErrClosed. Calls in flight return ErrClosed or, for writes already handed to consensus,
+// ErrAmbiguous.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		db.host.Close() // before the engine: replicas use it until the NodeHost stops
+		if err := db.engine.Close(); err != nil {
+			db.closeErr = fmt.Errorf("bondkv: close: %w", err)
+		}
+	})
+	return db.closeErr
+}
+
+func (db *DB) checkOpen() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}

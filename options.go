@@ -1,0 +1,98 @@
+package bondkv
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/bondkv/bondkv/internal/netsim"
+)
+
+// Options configures Open. A nil *Options, or the zero value, starts a single-node cluster in the
+// directory. Open never modifies the caller's struct.
+type Options struct {
+	// NodeID is this node's ID, unique in the cluster. Default: the ID stored in the directory,
+	// or 1 for a new directory. It cannot change once the directory exists.
+	NodeID uint64
+	// ListenAddr is the host:port this node's Raft transport listens on and peers dial.
+	// Default: the address stored in the directory, or "127.0.0.1:0" for a new one, where port
+	// 0 picks a free port once and stores it. It cannot change once the directory exists.
+	ListenAddr string
+	// Peers are the initial voters of a cluster formed by several nodes at once: node ID →
+	// ListenAddr, this node included, the same on every node. Empty: this node alone.
+	// Ignored when the directory already holds a cluster.
+	Peers map[uint64]string
+	// Join starts this node as a new member of a running cluster, which must already have added
+	// it (its node ID and address) as a replica. It catches up from the others.
+	Join bool
+	// Logger receives the DB's logs, dragonboat's and Pebble's included. nil = discard.
+	Logger *slog.Logger
+
+	// Expert holds rarely needed knobs.
+	Expert ExpertOptions
+	// Testing holds hooks for tests and benchmarks; leave it zero in production.
+	Testing TestingOptions
+}
+
+// ExpertOptions are rarely needed knobs; zero values select the defaults.
+type ExpertOptions struct {
+	// RaftTick is the Raft tick (the unit of election and heartbeat timeouts). Default 50 ms.
+	RaftTick time.Duration
+	// ElectionTimeout is the Raft election timeout. Default 1 s.
+	ElectionTimeout time.Duration
+	// SnapshotEntries: a replica snapshots (and compacts its log) every this many entries.
+	// Default 10,000.
+	SnapshotEntries uint64
+	// CompactionOverhead: entries kept in the log after a snapshot. Default 5,000.
+	CompactionOverhead uint64
+	// CacheSize is Pebble's block cache, in bytes. Default 64 MiB.
+	CacheSize int64
+}
+
+// TestingOptions are hooks for tests and benchmarks.
+type TestingOptions struct {
+	// Network, if set, carries this node's Raft traffic through a simulated network (latency,
+	// bandwidth, partitions).
+	Network *netsim.Network
+	// FS replaces the file system Pebble uses (error injection, crash simulation).
+	FS vfs.FS
+}
+
+// validate reports every problem with o at once; it neither logs nor mutates.
+func (o *Options) validate() error {
+	var errs []error
+	if o.ListenAddr != "" {
+		if _, _, err := net.SplitHostPort(o.ListenAddr); err != nil {
+			errs = append(errs, fmt.Errorf("ListenAddr %q: %v", o.ListenAddr, err))
+		}
+	}
+	if len(o.Peers) > 0 {
+		if o.NodeID == 0 {
+			errs = append(errs, errors.New("NodeID is required with Peers"))
+		} else if _, ok := o.Peers[o.NodeID]; !ok && !o.Join {
+			errs = append(errs, fmt.Errorf("Peers does not include this node (%d)", o.NodeID))
+		}
+		for id, addr := range o.Peers {
+			if id == 0 {
+				errs = append(errs, errors.New("Peers: node ID 0 is invalid"))
+			}
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("Peers[%d] %q: %v", id, addr, err))
+			}
+		}
+	}
+	if o.Join && o.NodeID == 0 {
+		errs = append(errs, errors.New("NodeID is required with Join"))
+	}
+	if o.Expert.RaftTick < 0 || o.Expert.ElectionTimeout < 0 || o.Expert.CacheSize < 0 {
+		errs = append(errs, errors.New("Expert: durations and sizes must not be negative"))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+}

@@ -1,0 +1,290 @@
+package raftgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/store"
+)
+
+// DefaultTimeout bounds a call whose context has no deadline: dragonboat needs one on every
+// request, bondkv never requires the caller to set one (STYLE.md).
+const DefaultTimeout = 10 * time.Second
+
+// attemptTimeout bounds one attempt of a proposal or read; a request dropped because the group
+// is not ready (no leader yet, leader just changed) is retried until the caller's deadline.
+const attemptTimeout = 3 * time.Second
+
+// Host is one node's dragonboat NodeHost and the replicas it runs, all backed by one
+// store.Engine.
+type Host struct {
+	cfg        Config
+	nh         *dragonboat.NodeHost
+	log        *slog.Logger
+	unregister func()
+
+	mu        sync.Mutex
+	closed    bool
+	proposers map[base.RangeID]*proposer
+	closeOnce sync.Once
+}
+
+// NewHost starts the node's NodeHost. It does not start any replica.
+func NewHost(cfg Config) (*Host, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("raftgroup: invalid config: %w", err)
+	}
+	unregister := RouteDragonboatLogs(cfg.Logger)
+	nh, err := dragonboat.NewNodeHost(NodeHostConfig(cfg))
+	if err != nil {
+		unregister()
+		return nil, fmt.Errorf("raftgroup: node %d: start NodeHost at %s: %w", cfg.NodeID, cfg.RaftAddress, err)
+	}
+	return &Host{
+		cfg:        cfg,
+		nh:         nh,
+		log:        cfg.Logger,
+		unregister: unregister,
+		proposers:  make(map[base.RangeID]*proposer),
+	}, nil
+}
+
+// NodeID is the node this Host runs on.
+func (h *Host) NodeID() base.NodeID { return h.cfg.NodeID }
+
+// RaftAddress is the address peers reach this node's Raft transport at.
+func (h *Host) RaftAddress() string { return h.cfg.RaftAddress }
+
+// Close stops every replica and the NodeHost. It is idempotent and does not close the engine.
+func (h *Host) Close() {
+	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		ps := h.proposers
+		h.proposers = nil
+		h.mu.Unlock()
+		// Closing the NodeHost first ends every request in flight, so proposers stop at once.
+		h.nh.Close()
+		for _, p := range ps {
+			p.stop()
+		}
+		h.unregister()
+	})
+}
+
+// Replica describes how to start this node's replica of a range.
+type Replica struct {
+	// Range is the range (dragonboat shard) ID.
+	Range base.RangeID
+	// Span is the range's user-key span; its snapshots cover exactly this span.
+	Span base.Span
+	// Members are the initial voters (node → Raft address) when the group is created for the
+	// first time. Ignored on restart and when Join is set.
+	Members map[base.NodeID]string
+	// Join starts a replica that was added to an existing group by a membership change; it
+	// catches up from the leader (through a snapshot if the log was compacted).
+	Join bool
+	// NonVoting starts the replica as a non-voting member (it must have been added with
+	// AddNonVoting).
+	NonVoting bool
+}
+
+// StartReplica starts (or restarts) this node's replica of r.Range.
+func (h *Host) StartReplica(r Replica) error {
+	if err := h.checkOpen(); err != nil {
+		return err
+	}
+	if r.Range == 0 || !r.Span.Valid() {
+		return fmt.Errorf("raftgroup: start range %d: %w", r.Range, base.ErrInvalidRange)
+	}
+	members := make(map[uint64]dragonboat.Target, len(r.Members))
+	if !r.Join {
+		for id, addr := range r.Members {
+			members[uint64(id)] = addr
+		}
+	}
+	rc := ReplicaConfig(h.cfg, r.Range)
+	rc.IsNonVoting = r.NonVoting
+	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
+		return &stateMachine{engine: h.cfg.Engine, id: r.Range, span: r.Span}
+	}
+	if err := h.nh.StartOnDiskReplica(members, r.Join, create, rc); err != nil {
+		if errors.Is(err, dragonboat.ErrShardAlreadyExist) {
+			return nil
+		}
+		return fmt.Errorf("raftgroup: node %d: start range %d: %w", h.cfg.NodeID, r.Range, err)
+	}
+	return nil
+}
+
+// StopReplica stops this node's replica of id; its data stays in the engine.
+func (h *Host) StopReplica(id base.RangeID) error {
+	if err := h.checkOpen(); err != nil {
+		return err
+	}
+	err := h.nh.StopShard(uint64(id))
+	h.mu.Lock()
+	p := h.proposers[id]
+	delete(h.proposers, id)
+	h.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+	if err != nil && !errors.Is(err, dragonboat.ErrShardNotFound) {
+		return fmt.Errorf("raftgroup: stop range %d: %w", id, err)
+	}
+	return nil
+}
+
+func (h *Host) checkOpen() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return base.ErrClosed
+	}
+	return nil
+}
+
+// Propose replicates cmds through range id's Raft group and returns the result of the entry that
+// carried them once it is committed and applied. Concurrent proposals to one range share entries
+// (see proposer). If the outcome cannot be known — ctx ended or the attempt timed out after the
+// entry was handed to Raft — the error wraps base.ErrAmbiguous: the commands may or may not apply.
+func (h *Host) Propose(ctx context.Context, id base.RangeID, cmds []store.Command) (store.Result, error) {
+	p, err := h.proposer(id)
+	if err != nil {
+		return store.Result{}, err
+	}
+	return p.propose(ctx, cmds)
+}
+
+func (h *Host) proposer(id base.RangeID) (*proposer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, base.ErrClosed
+	}
+	p := h.proposers[id]
+	if p == nil {
+		p = newProposer(h, id)
+		h.proposers[id] = p
+	}
+	return p, nil
+}
+
+// Read runs f on the local replica of id after a ReadIndex round with the leader, so it observes
+// every write acknowledged before Read was called (linearizable).
+func (h *Host) Read(ctx context.Context, id base.RangeID, f ReadFunc) (any, error) {
+	if err := h.checkOpen(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := h.nh.SyncRead(actx, uint64(id), f)
+		acancel()
+		if err == nil {
+			return v, nil
+		}
+		if retry, err := h.retryable(ctx, err); !retry {
+			return nil, fmt.Errorf("raftgroup: range %d: read: %w", id, err)
+		}
+	}
+}
+
+// retryable reports whether err is a transient dragonboat condition (no leader yet, queue full,
+// one attempt timed out) worth another attempt within ctx, pausing briefly first. Otherwise it
+// returns the error to report.
+func (h *Host) retryable(ctx context.Context, err error) (bool, error) {
+	switch {
+	case errors.Is(err, dragonboat.ErrClosed):
+		return false, base.ErrClosed
+	case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrSystemBusy),
+		errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+	default:
+		return false, err
+	}
+	if ctx.Err() != nil {
+		return false, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+	}
+	t := time.NewTimer(10 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+	case <-t.C:
+		return true, nil
+	}
+}
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// Leader returns the leader of range id as this node knows it.
+func (h *Host) Leader(id base.RangeID) (base.NodeID, bool) {
+	leader, _, ok, err := h.nh.GetLeaderID(uint64(id))
+	if err != nil || !ok {
+		return 0, false
+	}
+	return base.NodeID(leader), true
+}
+
+// WaitLeader polls until range id has a known leader or ctx ends.
+func (h *Host) WaitLeader(ctx context.Context, id base.RangeID) (base.NodeID, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if l, ok := h.Leader(id); ok {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("raftgroup: range %d: no leader: %w", id, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Compact takes a snapshot of range id on this node and compacts its log up to it, so that a
+// replica further behind must catch up from a streamed snapshot. dragonboat rejects a snapshot
+// request when nothing was applied since the last snapshot (or one is being taken); Compact then
+// commits an empty entry and asks again.
+func (h *Host) Compact(ctx context.Context, id base.RangeID) (uint64, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		idx, err := h.nh.SyncRequestSnapshot(actx, uint64(id), dragonboat.SnapshotOption{
+			OverrideCompactionOverhead: true,
+			CompactionOverhead:         0,
+		})
+		acancel()
+		if err == nil {
+			return idx, nil
+		}
+		if errors.Is(err, dragonboat.ErrRejected) {
+			if _, perr := h.Propose(ctx, id, nil); perr != nil {
+				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, perr)
+			}
+			continue
+		}
+		if retry, err := h.retryable(ctx, err); !retry {
+			return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, err)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package raftgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+
+	"github.com/bondkv/bondkv/internal/base"
+)
+
+// Membership is a range's Raft membership.
+type Membership struct {
+	// ConfigChangeID is the index of the last applied membership change.
+	ConfigChangeID uint64
+	Voters         map[base.NodeID]string
+	NonVoting      map[base.NodeID]string
+	// Removed replicas can never be added back under the same node ID.
+	Removed map[base.NodeID]bool
+}
+
+// Membership reads range id's membership linearizably.
+func (h *Host) Membership(ctx context.Context, id base.RangeID) (Membership, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		m, err := h.nh.SyncGetShardMembership(actx, uint64(id))
+		acancel()
+		if err == nil {
+			out := Membership{
+				ConfigChangeID: m.ConfigChangeID,
+				Voters:         make(map[base.NodeID]string, len(m.Nodes)),
+				NonVoting:      make(map[base.NodeID]string, len(m.NonVotings)),
+				Removed:        make(map[base.NodeID]bool, len(m.Removed)),
+			}
+			for n, a := range m.Nodes {
+				out.Voters[base.NodeID(n)] = a
+			}
+			for n, a := range m.NonVotings {
+				out.NonVoting[base.NodeID(n)] = a
+			}
+			for n := range m.Removed {
+				out.Removed[base.NodeID(n)] = true
+			}
+			return out, nil
+		}
+		if retry, err := h.retryable(ctx, err); !retry {
+			return Membership{}, fmt.Errorf("raftgroup: range %d: membership: %w", id, err)
+		}
+	}
+}
+
+// changeMembership runs one membership change against the current config change ID
+// (OrderedConfigChange), retrying when a concurrent change or a leader change got in the way.
+// done reports, from a fresh membership, whether the change has taken effect (so a retry after
+// an ambiguous attempt does not apply it twice).
+func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what string,
+	done func(Membership) bool, change func(ctx context.Context, ccid uint64) error) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		m, err := h.Membership(ctx, id)
+		if err != nil {
+			return err
+		}
+		if done(m) {
+			return nil
+		}
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		err = change(actx, m.ConfigChangeID)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, dragonboat.ErrRejected) {
+			// A stale config change ID: another change won; re-read and retry.
+			if ctx.Err() != nil {
+				return fmt.Errorf("raftgroup: range %d: %s: %w", id, what, ctx.Err())
+			}
+			continue
+		}
+		if retry, err := h.retryable(ctx, err); !retry {
+			return fmt.Errorf("raftgroup: range %d: %s: %w", id, what, err)
+		}
+	}
+}
+
+// AddVoter adds node (reachable at addr) as a voter of range id. The node must then start its
+// replica with Replica.Join. Adding a node that is already a voter is a no-op.
+func (h *Host) AddVoter(ctx context.Context, id base.RangeID, node base.NodeID, addr string) error {
+	return h.changeMembership(ctx, id, fmt.Sprintf("add voter %d", node),
+		func(m Membership) bool { _, ok := m.Voters[node]; return ok },
+		func(ctx context.Context, ccid uint64) error {
+			return h.nh.SyncRequestAddReplica(ctx, uint64(id), uint64(node), addr, ccid)
+		})
+}
+
+// AddNonVoting adds node as a non-voting replica of range id: it receives the log but does not
+// count for quorum, so a new replica catches up without lowering availability.
+func (h *Host) AddNonVoting(ctx context.Context, id base.RangeID, node base.NodeID, addr string) error {
+	return h.changeMembership(ctx, id, fmt.Sprintf("add non-voting %d", node),
+		func(m Membership) bool {
+			_, nv := m.NonVoting[node]
+			_, v := m.Voters[node]
+			return nv || v
+		},
+		func(ctx context.Context, ccid uint64) error {
+			return h.nh.SyncRequestAddNonVoting(ctx, uint64(id), uint64(node), addr, ccid)
+		})
+}
+
+// Promote turns non-voting replica node of range id into a voter.
+func (h *Host) Promote(ctx context.Context, id base.RangeID, node base.NodeID) error {
+	return h.changeMembership(ctx, id, fmt.Sprintf("promote %d", node),
+		func(m Membership) bool { _, ok := m.Voters[node]; return ok },
+		func(ctx context.Context, ccid uint64) error {
+			m, err := h.Membership(ctx, id)
+			if err != nil {
+				return err
+			}
+			addr, ok := m.NonVoting[node]
+			if !ok {
+				return fmt.Errorf("node %d is not a non-voting replica", node)
+			}
+			return h.nh.SyncRequestAddReplica(ctx, uint64(id), uint64(node), addr, ccid)
+		})
+}
+
+// RemoveReplica removes node's replica (voter or non-voting) from range id. The removed node
+// should then stop its replica; its node ID can never rejoin this range.
+func (h *Host) RemoveReplica(ctx context.Context, id base.RangeID, node base.NodeID) error {
+	return h.changeMembership(ctx, id, fmt.Sprintf("remove %d", node),
+		func(m Membership) bool {
+			_, v := m.Voters[node]
+			_, nv := m.NonVoting[node]
+			return !v && !nv
+		},
+		func(ctx context.Context, ccid uint64) error {
+			return h.nh.SyncRequestDeleteReplica(ctx, uint64(id), uint64(node), ccid)
+		})
+}
+
+// TransferLeader moves range id's leadership to node and waits until this node sees it there.
+// dragonboat sometimes drops a transfer request, so it is re-issued until ctx ends.
+func (h *Host) TransferLeader(ctx context.Context, id base.RangeID, node base.NodeID) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	var lastIssue time.Time
+	for {
+		if l, ok := h.Leader(id); ok && l == node {
+			return nil
+		}
+		if time.Since(lastIssue) > h.cfg.ElectionTimeout/2 {
+			if err := h.nh.RequestLeaderTransfer(uint64(id), uint64(node)); err != nil {
+				if errors.Is(err, dragonboat.ErrClosed) {
+					return base.ErrClosed
+				}
+				// Typically "not leader / unknown leader": the request must reach the leader;
+				// it is forwarded once this node knows who that is, so keep polling.
+			}
+			lastIssue = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raftgroup: range %d: transfer leadership to %d: %w", id, node, ctx.Err())
+		case <-poll.C:
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package raftgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/client"
+
+	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/store"
+)
+
+// Proposal batching. Every Raft entry costs the same fixed work on every replica (queueing, log
+// encoding, a result notification, an apply call) whatever its size, so concurrent writers to one
+// range share entries: a proposer keeps at most maxInflight entries in flight per range and, while
+// they are in flight, gathers what arrives into the next entry. Under light load an entry carries
+// one write and leaves at once (no added latency); under heavy load entries carry many writes.
+const (
+	maxInflight   = 4
+	maxBatchBytes = 4 << 20
+	maxBatchCmds  = 1024
+)
+
+type outcome struct {
+	res store.Result
+	err error
+}
+
+type waiter struct {
+	cmds []store.Command
+	size int
+	done chan outcome // buffered 1
+}
+
+type proposer struct {
+	h       *Host
+	id      base.RangeID
+	session *client.Session
+
+	mu      sync.Mutex
+	pending []*waiter
+
+	wake     chan struct{} // buffered 1
+	slots    chan struct{} // in-flight entries
+	stopc    chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+func newProposer(h *Host, id base.RangeID) *proposer {
+	p := &proposer{
+		h:       h,
+		id:      id,
+		session: h.nh.GetNoOPSession(uint64(id)),
+		wake:    make(chan struct{}, 1),
+		slots:   make(chan struct{}, maxInflight),
+		stopc:   make(chan struct{}),
+	}
+	p.wg.Add(1)
+	go p.loop()
+	return p
+}
+
+func (p *proposer) stop() {
+	p.stopOnce.Do(func() { close(p.stopc) })
+	p.wg.Wait()
+}
+
+func (p *proposer) propose(ctx context.Context, cmds []store.Command) (store.Result, error) {
+	w := &waiter{cmds: cmds, done: make(chan outcome, 1)}
+	for _, c := range cmds {
+		w.size += len(c.Key) + len(c.Value) + 16
+	}
+	p.mu.Lock()
+	p.pending = append(p.pending, w)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case o := <-w.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		if p.withdraw(w) {
+			return store.Result{}, ctx.Err()
+		}
+		return store.Result{}, fmt.Errorf("range %d: %w: %w", p.id, base.ErrAmbiguous, ctx.Err())
+	case <-p.stopc:
+		if p.withdraw(w) {
+			return store.Result{}, base.ErrClosed
+		}
+		// Taken already: its entry's goroutine reports the outcome.
+		o := <-w.done
+		return o.res, o.err
+	}
+}
+
+// withdraw removes w if it has not been taken into an entry yet.
+func (p *proposer) withdraw(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.pending {
+		if x == w {
+			p.pending = append(p.pending[:i], p.pending[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (p *proposer) loop() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stopc:
+			p.failPending(base.ErrClosed)
+			return
+		case <-p.wake:
+		}
+		for {
+			select {
+			case p.slots <- struct{}{}:
+			case <-p.stopc:
+				p.failPending(base.ErrClosed)
+				return
+			}
+			batch := p.take()
+			if len(batch) == 0 {
+				<-p.slots
+				break
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				defer func() { <-p.slots }()
+				p.run(batch)
+			}()
+		}
+	}
+}
+
+// take removes the next entry's worth of waiters from the queue.
+func (p *proposer) take() []*waiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, size, cmds := 0, 0, 0
+	for n < len(p.pending) {
+		w := p.pending[n]
+		if n > 0 && (size+w.size > maxBatchBytes || cmds+len(w.cmds) > maxBatchCmds) {
+			break
+		}
+		size += w.size
+		cmds += len(w.cmds)
+		n++
+	}
+	batch := append([]*waiter(nil), p.pending[:n]...)
+	p.pending = append(p.pending[:0], p.pending[n:]...)
+	return batch
+}
+
+func (p *proposer) failPending(err error) {
+	p.mu.Lock()
+	pending := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	for _, w := range pending {
+		w.done <- outcome{err: err}
+	}
+}
+
+// run proposes one entry carrying every waiter's commands and reports its outcome to each.
+func (p *proposer) run(batch []*waiter) {
+	var cmds []store.Command
+	for _, w := range batch {
+		cmds = append(cmds, w.cmds...)
+	}
+	data := store.EncodeCommands(nil, cmds)
+	o := p.proposeEntry(data)
+	for _, w := range batch {
+		w.done <- o
+	}
+}
+
+// proposeEntry hands data to Raft, retrying while the group reports that the proposal was
+// dropped before it entered the log (no leader, busy); those never apply, so a retry cannot
+// apply an entry twice.
+func (p *proposer) proposeEntry(data []byte) outcome {
+	deadline := time.Now().Add(DefaultTimeout)
+	for {
+		rs, err := p.h.nh.Propose(p.session, data, attemptTimeout)
+		if err == nil {
+			r := <-rs.ResultC()
+			rs.Release()
+			switch {
+			case r.Completed():
+				return outcome{res: store.Result{Code: store.ResultCode(r.GetResult().Value)}}
+			case r.Dropped():
+				err = dragonboat.ErrShardNotReady
+			case r.Terminated():
+				return outcome{err: fmt.Errorf("range %d: %w: replica stopped", p.id, base.ErrAmbiguous)}
+			case r.Timeout():
+				return outcome{err: fmt.Errorf("range %d: %w: proposal timed out", p.id, base.ErrAmbiguous)}
+			default:
+				return outcome{err: fmt.Errorf("range %d: proposal rejected", p.id)}
+			}
+		}
+		switch {
+		case errors.Is(err, dragonboat.ErrClosed), errors.Is(err, dragonboat.ErrShardClosed):
+			return outcome{err: base.ErrClosed}
+		case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrSystemBusy):
+		default:
+			return outcome{err: fmt.Errorf("range %d: propose: %w", p.id, err)}
+		}
+		if time.Now().After(deadline) {
+			return outcome{err: fmt.Errorf("range %d: no leader within %v: %w", p.id, DefaultTimeout, err)}
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-p.stopc:
+			t.Stop()
+			return outcome{err: base.ErrClosed}
+		case <-t.C:
+		}
+	}
+}
