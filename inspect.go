@@ -45,6 +45,18 @@ func (in *Inspector) Replicas() ([]ReplicaState, error) {
 	}}, nil
 }
 
+// ProposalStats counts the writes this node has proposed to the user range and the Raft entries
+// that carried them; concurrent writes share entries, so Commands/Entries is the batching factor.
+type ProposalStats struct {
+	Entries, Commands uint64
+}
+
+// ProposalStats returns this node's proposal counters since it opened.
+func (in *Inspector) ProposalStats() ProposalStats {
+	s := in.db.host.ProposalStats(userRange)
+	return ProposalStats{Entries: s.Entries, Commands: s.Commands}
+}
+
 // Leader returns the node ID of the user range's leader as this node knows it.
 func (in *Inspector) Leader() (uint64, bool) {
 	if in.db.checkOpen() != nil {

@@ -61,6 +61,16 @@ func (e *bondkvEngine) Details() map[string]any {
 	if id, ok := e.nodes[0].Inspect().Leader(); ok {
 		d["leader_node_id"] = id
 	}
+	var st bondkv.ProposalStats
+	for _, n := range e.nodes {
+		s := n.Inspect().ProposalStats()
+		st.Entries += s.Entries
+		st.Commands += s.Commands
+	}
+	d["raft_entries_proposed"] = st.Entries
+	if st.Entries > 0 {
+		d["puts_per_raft_entry"] = float64(st.Commands) / float64(st.Entries)
+	}
 	return d
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bondkv/bondkv/internal/base"
@@ -190,6 +191,8 @@ type measurement struct {
 	hist     Histogram // latency of every successful measured put
 	errs     int64     // failed measured puts
 	firstErr error
+	cpu      time.Duration // process CPU time during the measured window
+	cpuWall  time.Duration // length of that window as measured
 }
 
 // writer is one writer's state. Only its goroutine touches it, except done (read by the
@@ -222,16 +225,27 @@ func runWriters(ctx context.Context, e Engine, cfg PutConfig) measurement {
 		wg.Go(func() { w.run(runCtx, e, cfg, measureStart, end) })
 	}
 
+	// Process CPU time over the measured window: sampled when it opens and once the writers end.
+	cpuAtStart := make(chan time.Duration, 1)
+	cpuTimer := time.AfterFunc(time.Until(measureStart), func() { cpuAtStart <- processCPU() })
+	defer cpuTimer.Stop()
+
 	stopProgress := make(chan struct{})
 	var progressDone sync.WaitGroup
 	if cfg.Progress != nil {
 		progressDone.Go(func() { reportProgress(cfg, writers, start, measureStart, end, stopProgress) })
 	}
 	wg.Wait()
+	var m measurement
+	select {
+	case c0 := <-cpuAtStart:
+		m.cpu = processCPU() - c0
+		m.cpuWall = time.Since(measureStart)
+	default: // interrupted before the window opened
+	}
 	close(stopProgress)
 	progressDone.Wait()
 
-	var m measurement
 	for _, w := range writers {
 		m.hist.Merge(&w.hist)
 		m.errs += w.errs
@@ -355,7 +369,22 @@ func (r *Result) setMeasurement(cfg PutConfig, m measurement) {
 	r.P999Us = micros(h.Percentile(99.9))
 	r.MaxUs = micros(h.Max())
 	r.Errors = m.errs
+	if m.cpuWall > 0 {
+		r.CPUCores = round2(m.cpu.Seconds() / m.cpuWall.Seconds())
+	}
+	if r.Ops > 0 {
+		r.CPUUsPerOp = round2(float64(m.cpu.Microseconds()) / float64(r.Ops))
+	}
 	if m.firstErr != nil {
 		r.FirstError = m.firstErr.Error()
 	}
+}
+
+// processCPU is the CPU time (user + system) this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -35,6 +35,10 @@ type Result struct {
 	// Errors counts the puts that started after the warm-up and failed within the window.
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
+	// CPUCores is the process's CPU time (user+system) during the measured window divided by
+	// its length; CPUUsPerOp divides that CPU time by Ops.
+	CPUCores   float64 `json:"cpu_cores"`
+	CPUUsPerOp float64 `json:"cpu_us_per_op"`
 
 	// Details are engine-specific figures (see each engine), cumulative since the engine opened.
 	Details map[string]any `json:"details,omitempty"`
@@ -103,7 +107,7 @@ func writeTable(w io.Writer, results []*Result, c *Comparison) error {
 		width = max(width, len(r.Engine))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tnodes\twriters\tvalue\tops\tops/s\tp50\tp90\tp99\tmax\terrors\t", width, "engine")
+	fmt.Fprintf(tw, "%-*s\tnodes\twriters\tvalue\tops\tops/s\tp50\tp90\tp99\tmax\terrors\tcpu/op\t", width, "engine")
 	if c != nil {
 		fmt.Fprintf(tw, "ops/s ÷ %s\tp50 ÷ %s\t", c.Baseline, c.Baseline)
 	}
@@ -114,8 +118,9 @@ func writeTable(w io.Writer, results []*Result, c *Comparison) error {
 			fmt.Fprintf(tw, "  failed: %s\n", r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t", r.Ops, r.OpsPerSec,
-			fmtMicros(r.P50Us), fmtMicros(r.P90Us), fmtMicros(r.P99Us), fmtMicros(r.MaxUs), r.Errors)
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t", r.Ops, r.OpsPerSec,
+			fmtMicros(r.P50Us), fmtMicros(r.P90Us), fmtMicros(r.P99Us), fmtMicros(r.MaxUs), r.Errors,
+			fmtMicros(r.CPUUsPerOp))
 		if c != nil {
 			if q, ok := c.Ratios[r.Engine]; ok {
 				fmt.Fprintf(tw, "%.3f\t%.1f×\t", q.OpsPerSec, q.P50)

@@ -180,6 +180,23 @@ func (h *Host) proposer(id base.RangeID) (*proposer, error) {
 	return p, nil
 }
 
+// ProposalStats counts what this node's proposer for range id has proposed since it started:
+// Raft entries and the commands they carried (their ratio is the batching factor).
+type ProposalStats struct {
+	Entries, Commands uint64
+}
+
+// ProposalStats returns range id's proposal counters on this node.
+func (h *Host) ProposalStats(id base.RangeID) ProposalStats {
+	h.mu.Lock()
+	p := h.proposers[id]
+	h.mu.Unlock()
+	if p == nil {
+		return ProposalStats{}
+	}
+	return ProposalStats{Entries: p.entries.Load(), Commands: p.commands.Load()}
+}
+
 // Read runs f on the local replica of id after a ReadIndex round with the leader, so it observes
 // every write acknowledged before Read was called (linearizable).
 func (h *Host) Read(ctx context.Context, id base.RangeID, f ReadFunc) (any, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -20,7 +21,7 @@ import (
 // they are in flight, gathers what arrives into the next entry. Under light load an entry carries
 // one write and leaves at once (no added latency); under heavy load entries carry many writes.
 const (
-	maxInflight   = 4
+	maxInflight   = 2
 	maxBatchBytes = 4 << 20
 	maxBatchCmds  = 1024
 )
@@ -43,6 +44,9 @@ type proposer struct {
 
 	mu      sync.Mutex
 	pending []*waiter
+
+	entries  atomic.Uint64 // entries handed to Raft (attempts that were dropped and retried count once)
+	commands atomic.Uint64 // commands those entries carried
 
 	wake     chan struct{} // buffered 1
 	slots    chan struct{} // in-flight entries
@@ -180,6 +184,8 @@ func (p *proposer) run(batch []*waiter) {
 		cmds = append(cmds, w.cmds...)
 	}
 	data := store.EncodeCommands(nil, cmds)
+	p.entries.Add(1)
+	p.commands.Add(uint64(len(cmds)))
 	o := p.proposeEntry(data)
 	for _, w := range batch {
 		w.done <- o

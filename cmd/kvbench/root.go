@@ -55,6 +55,7 @@ bar goes to stderr when stderr is a terminal (not with --json or --verbose).`,
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	f.addWorkloadFlags(cmd.Flags())
+	addProfileFlag(cmd)
 	cmd.AddCommand(newPutCmd(stdout, stderr))
 	return cmd
 }
