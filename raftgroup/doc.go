@@ -23,8 +23,8 @@
 //
 // Configuration (config.go): a tiny-memory LogDB with one shard — bounded memory for many groups
 // and one WAL to fsync —, a 50 ms tick and a 1 s election timeout. dragonboat's process-wide
-// logging is routed into the node's *slog.Logger (logging.go), one level quieter than dragonboat
-// itself logs. The Raft transport is internal/rpc's TCP transport unless Config.TransportFactory
+// logging is routed into the node's *slog.Logger (logging.go), mapped to quieter levels so a
+// logger at Info stays silent in normal operation. The Raft transport is internal/rpc's TCP transport unless Config.TransportFactory
 // says otherwise (tests wrap it with internal/netsim).
 //
 // Frozen at first start (dragonboat refuses to restart otherwise): RaftAddress, the LogDB shard

@@ -14,9 +14,10 @@ import (
 // created and routes every message to the *slog.Logger of one live Host — the oldest one still
 // open — tagged with the dragonboat package name. With no live Host, messages are dropped.
 //
-// dragonboat is chatty at Info; its messages are mapped one level down (Info → Debug,
-// Warning → Info) so that an application logger at the usual Info level sees only what matters:
-// dragonboat's errors and warnings about the cluster. Its Panicf still panics.
+// dragonboat is chatty: it logs every election of every group as a warning. Its levels are
+// mapped down so that an application logger at the usual Info level stays quiet in normal
+// operation: Debug and Info → below slog's Debug, Warning → Debug, Error → Warn. Its Panicf
+// logs at Error and still panics.
 
 var logRouter = &dragonboatLogRouter{}
 
@@ -75,13 +76,11 @@ func (l *routedLogger) log(level slog.Level, format string, args []any) {
 }
 
 // SetLevel is ignored: the level is the slog handler's.
-func (l *routedLogger) SetLevel(logger.LogLevel)       {}
-func (l *routedLogger) Debugf(format string, a ...any) { l.log(slog.LevelDebug-4, format, a) }
-func (l *routedLogger) Infof(format string, a ...any)  { l.log(slog.LevelDebug, format, a) }
-func (l *routedLogger) Warningf(format string, a ...any) {
-	l.log(slog.LevelInfo, format, a)
-}
-func (l *routedLogger) Errorf(format string, a ...any) { l.log(slog.LevelError, format, a) }
+func (l *routedLogger) SetLevel(logger.LogLevel)         {}
+func (l *routedLogger) Debugf(format string, a ...any)   { l.log(slog.LevelDebug-8, format, a) }
+func (l *routedLogger) Infof(format string, a ...any)    { l.log(slog.LevelDebug-4, format, a) }
+func (l *routedLogger) Warningf(format string, a ...any) { l.log(slog.LevelDebug, format, a) }
+func (l *routedLogger) Errorf(format string, a ...any)   { l.log(slog.LevelWarn, format, a) }
 func (l *routedLogger) Panicf(format string, a ...any) {
 	l.log(slog.LevelError, format, a)
 	panic(fmt.Sprintf(format, a...))
