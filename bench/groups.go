@@ -24,30 +24,6 @@ import (
 	"github.com/bondkv/bondkv/store"
 )
 
-// The groups benchmark measures what many Raft groups cost on one node: Count single-replica
-// groups on one raftgroup.Host over one store.Engine, both with bondkv's default configuration
-// (50 ms tick, 1 s election timeout, one-shard tiny-memory LogDB), in this process.
-//
-// It runs, in order:
-//
-//  1. store.Open in <dir>/data, then a settled memory sample (debug.FreeOSMemory: a GC that also
-//     returns freed pages to the OS, then VmRSS from /proc/self/status and the Go heap): the
-//     "before" figures, which include the engine but not the Host.
-//  2. raftgroup.NewHost on a free loopback port, then StartReplica for group i = 0..Count-1:
-//     range FirstUserRangeID+i, span [g%06d(i), g%06d(i+1)), this node its only voter; then
-//     WaitLeader for every group. create_s runs from the first StartReplica until the last
-//     group has a leader; a single-replica group elects itself after one randomized election
-//     timeout (1–2 s), so even one group takes about a second.
-//  3. A second settled memory sample (the "after" figures, per group = (after − before)/Count,
-//     so it includes the Host's fixed cost, which dominates for small counts) and the goroutine
-//     count.
-//  4. Idle: the process's CPU time (user + system, getrusage) over Idle of wall time, in cores:
-//     what heartbeats and ticks cost with nothing to do.
-//  5. With Write, one put (key g%06d(i)) proposed to every group through Host.Propose, 64 at a
-//     time; writes_ok counts those applied.
-//
-// Then the Host is closed, the engine after it, and a temporary directory removed.
-
 // GroupsConfig describes a groups benchmark.
 type GroupsConfig struct {
 	// Count is the number of groups, 1 to MaxGroups.
@@ -135,13 +111,15 @@ type GroupsResult struct {
 	IdleS     float64 `json:"idle_s"`
 	IdleCores float64 `json:"idle_cores"`
 
-	// With Write: puts applied, puts failed and the time for all of them. WritesOK is 0
-	// without Write.
-	Write       bool    `json:"write"`
-	WritesOK    int     `json:"writes_ok"`
-	WriteErrors int     `json:"write_errors"`
-	WriteS      float64 `json:"write_s"`
-	FirstError  string  `json:"first_error,omitempty"`
+	// With Write: puts applied, puts failed, the time for all of them and the goroutines
+	// afterwards (raftgroup starts a proposer per range on its first write). All 0 without
+	// Write.
+	Write                bool    `json:"write"`
+	WritesOK             int     `json:"writes_ok"`
+	WriteErrors          int     `json:"write_errors"`
+	WriteS               float64 `json:"write_s"`
+	GoroutinesAfterWrite int     `json:"goroutines_after_write"`
+	FirstError           string  `json:"first_error,omitempty"`
 }
 
 // groupsNode is the benchmark node's ID.
@@ -163,9 +141,33 @@ func groupKey(i int) []byte { return fmt.Appendf(nil, "g%06d", i) }
 // groupSpan is group i's span, [g%06d(i), g%06d(i+1)): distinct, adjacent, non-overlapping.
 func groupSpan(i int) base.Span { return base.Span{Start: groupKey(i), End: groupKey(i + 1)} }
 
-// RunGroups runs the groups benchmark. An error means no result: a bad configuration, the
-// engine or Host failing to open or close, a group without a leader in time, or ctx cancelled.
-// Failed writes are not errors; they are counted in the result.
+// RunGroups measures what many Raft groups cost on one node: Count single-replica groups on one
+// raftgroup.Host over one store.Engine, both with bondkv's default configuration (50 ms tick,
+// 1 s election timeout, one-shard tiny-memory LogDB), in this process.
+//
+// It runs, in order:
+//
+//  1. store.Open in <dir>/data, then a settled memory sample (debug.FreeOSMemory: a GC that also
+//     returns freed pages to the OS, then VmRSS from /proc/self/status and the Go heap): the
+//     "before" figures, which include the engine but not the Host.
+//  2. raftgroup.NewHost on a free loopback port, then StartReplica for group i = 0..Count-1:
+//     range FirstUserRangeID+i, span [g%06d(i), g%06d(i+1)), this node its only voter; then
+//     WaitLeader for every group. create_s runs from the first StartReplica until the last
+//     group has a leader; a single-replica group elects itself after one randomized election
+//     timeout (1–2 s), so even one group takes about a second.
+//  3. A second settled memory sample (the "after" figures, per group = (after − before)/Count,
+//     so it includes the Host's fixed cost, which dominates for small counts) and the goroutine
+//     count.
+//  4. Idle: the process's CPU time (user + system, getrusage) over Idle of wall time, in cores:
+//     what heartbeats and ticks cost with nothing to do.
+//  5. With Write, one put (key g%06d(i)) proposed to every group through Host.Propose, 64 at a
+//     time; writes_ok counts those applied.
+//
+// Then the Host is closed, the engine after it, and a temporary directory removed.
+//
+// An error means no result: a bad configuration, the engine or Host failing to open or close,
+// a group without a leader in time, or ctx cancelled. Failed writes are not errors; they are
+// counted in the result.
 func RunGroups(ctx context.Context, cfg GroupsConfig) (res *GroupsResult, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -266,6 +268,7 @@ func RunGroups(ctx context.Context, cfg GroupsConfig) (res *GroupsResult, err er
 		}
 		res.WriteS = round3(time.Since(t0).Seconds())
 		res.WritesOK, res.WriteErrors = ok, failed
+		res.GoroutinesAfterWrite = runtime.NumGoroutine()
 		if firstErr != nil {
 			res.FirstError = firstErr.Error()
 		}

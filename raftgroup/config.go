@@ -14,6 +14,12 @@ import (
 	"github.com/bondkv/bondkv/store"
 )
 
+// Defaults of Config's timing fields.
+const (
+	DefaultRTT             = 50 * time.Millisecond
+	DefaultElectionTimeout = time.Second
+)
+
 // Config configures one node's Host. The zero value of every optional field works.
 type Config struct {
 	// NodeID is this node's ID and the replica ID of each of its replicas. Required.
@@ -51,10 +57,10 @@ func (c Config) withDefaults() Config {
 		c.TransportFactory = &rpc.RaftTransportFactory{Logger: c.Logger}
 	}
 	if c.RTT == 0 {
-		c.RTT = 50 * time.Millisecond
+		c.RTT = DefaultRTT
 	}
 	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = time.Second
+		c.ElectionTimeout = DefaultElectionTimeout
 	}
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = 10000

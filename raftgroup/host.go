@@ -159,6 +159,11 @@ func (h *Host) checkOpen() error {
 // (see proposer). If the outcome cannot be known — ctx ended or the attempt timed out after the
 // entry was handed to Raft — the error wraps base.ErrAmbiguous: the commands may or may not apply.
 func (h *Host) Propose(ctx context.Context, id base.RangeID, cmds []store.Command) (store.Result, error) {
+	// Invalid commands would make the replicas reject the whole entry, and with it the other
+	// writes batched into it.
+	if err := store.ValidateCommands(cmds); err != nil {
+		return store.Result{}, fmt.Errorf("raftgroup: range %d: %w", id, err)
+	}
 	p, err := h.proposer(id)
 	if err != nil {
 		return store.Result{}, err

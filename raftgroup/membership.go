@@ -57,8 +57,14 @@ func (h *Host) Membership(ctx context.Context, id base.RangeID) (Membership, err
 // (OrderedConfigChange), retrying when a concurrent change or a leader change got in the way.
 // done reports, from a fresh membership, whether the change has taken effect (so a retry after
 // an ambiguous attempt does not apply it twice).
-func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what string,
+func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what string, node base.NodeID,
 	done func(Membership) bool, change func(ctx context.Context, ccid uint64) error) error {
+	check := func(m Membership) error {
+		if m.Removed[node] {
+			return fmt.Errorf("node %d was removed from this range and cannot return to it", node)
+		}
+		return nil
+	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	for {
@@ -69,6 +75,9 @@ func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what strin
 		if done(m) {
 			return nil
 		}
+		if err := check(m); err != nil {
+			return fmt.Errorf("raftgroup: range %d: %s: %w", id, what, err)
+		}
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
 		err = change(actx, m.ConfigChangeID)
 		acancel()
@@ -77,8 +86,8 @@ func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what strin
 		}
 		if errors.Is(err, dragonboat.ErrRejected) {
 			// A stale config change ID: another change won; re-read and retry.
-			if ctx.Err() != nil {
-				return fmt.Errorf("raftgroup: range %d: %s: %w", id, what, ctx.Err())
+			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+				return fmt.Errorf("raftgroup: range %d: %s: rejected until %w", id, what, perr)
 			}
 			continue
 		}
@@ -91,7 +100,7 @@ func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what strin
 // AddVoter adds node (reachable at addr) as a voter of range id. The node must then start its
 // replica with Replica.Join. Adding a node that is already a voter is a no-op.
 func (h *Host) AddVoter(ctx context.Context, id base.RangeID, node base.NodeID, addr string) error {
-	return h.changeMembership(ctx, id, fmt.Sprintf("add voter %d", node),
+	return h.changeMembership(ctx, id, fmt.Sprintf("add voter %d", node), node,
 		func(m Membership) bool { _, ok := m.Voters[node]; return ok },
 		func(ctx context.Context, ccid uint64) error {
 			return h.nh.SyncRequestAddReplica(ctx, uint64(id), uint64(node), addr, ccid)
@@ -101,7 +110,7 @@ func (h *Host) AddVoter(ctx context.Context, id base.RangeID, node base.NodeID, 
 // AddNonVoting adds node as a non-voting replica of range id: it receives the log but does not
 // count for quorum, so a new replica catches up without lowering availability.
 func (h *Host) AddNonVoting(ctx context.Context, id base.RangeID, node base.NodeID, addr string) error {
-	return h.changeMembership(ctx, id, fmt.Sprintf("add non-voting %d", node),
+	return h.changeMembership(ctx, id, fmt.Sprintf("add non-voting %d", node), node,
 		func(m Membership) bool {
 			_, nv := m.NonVoting[node]
 			_, v := m.Voters[node]
@@ -114,7 +123,7 @@ func (h *Host) AddNonVoting(ctx context.Context, id base.RangeID, node base.Node
 
 // Promote turns non-voting replica node of range id into a voter.
 func (h *Host) Promote(ctx context.Context, id base.RangeID, node base.NodeID) error {
-	return h.changeMembership(ctx, id, fmt.Sprintf("promote %d", node),
+	return h.changeMembership(ctx, id, fmt.Sprintf("promote %d", node), node,
 		func(m Membership) bool { _, ok := m.Voters[node]; return ok },
 		func(ctx context.Context, ccid uint64) error {
 			m, err := h.Membership(ctx, id)
@@ -132,7 +141,7 @@ func (h *Host) Promote(ctx context.Context, id base.RangeID, node base.NodeID) e
 // RemoveReplica removes node's replica (voter or non-voting) from range id. The removed node
 // should then stop its replica; its node ID can never rejoin this range.
 func (h *Host) RemoveReplica(ctx context.Context, id base.RangeID, node base.NodeID) error {
-	return h.changeMembership(ctx, id, fmt.Sprintf("remove %d", node),
+	return h.changeMembership(ctx, id, fmt.Sprintf("remove %d", node), node,
 		func(m Membership) bool {
 			_, v := m.Voters[node]
 			_, nv := m.NonVoting[node]
@@ -170,5 +179,16 @@ func (h *Host) TransferLeader(ctx context.Context, id base.RangeID, node base.No
 			return fmt.Errorf("raftgroup: range %d: transfer leadership to %d: %w", id, node, ctx.Err())
 		case <-poll.C:
 		}
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -32,9 +32,30 @@ type outcome struct {
 }
 
 type waiter struct {
-	cmds []store.Command
+	ctx  context.Context
+	cmds []store.Command // copies: the caller's buffers are free once propose returns
 	size int
 	done chan outcome // buffered 1
+}
+
+// newWaiter copies cmds' keys and values into one buffer, so that an entry built after its caller
+// gave up (context ended) never reads memory the caller has reused.
+func newWaiter(ctx context.Context, cmds []store.Command) *waiter {
+	n := 0
+	for _, c := range cmds {
+		n += len(c.Key) + len(c.Value)
+	}
+	buf := make([]byte, 0, n)
+	w := &waiter{ctx: ctx, cmds: make([]store.Command, len(cmds)), done: make(chan outcome, 1)}
+	for i, c := range cmds {
+		buf = append(buf, c.Key...)
+		k := buf[len(buf)-len(c.Key):]
+		buf = append(buf, c.Value...)
+		v := buf[len(buf)-len(c.Value):]
+		w.cmds[i] = store.Command{Op: c.Op, Key: k, Value: v}
+		w.size += len(c.Key) + len(c.Value) + 16
+	}
+	return w
 }
 
 type proposer struct {
@@ -44,48 +65,59 @@ type proposer struct {
 
 	mu      sync.Mutex
 	pending []*waiter
+	pumping bool // a pump goroutine is running; it exits when the queue is empty
+	stopped bool
 
 	entries  atomic.Uint64 // entries handed to Raft (attempts that were dropped and retried count once)
 	commands atomic.Uint64 // commands those entries carried
 
-	wake     chan struct{} // buffered 1
 	slots    chan struct{} // in-flight entries
 	stopc    chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
+// newProposer returns range id's proposer. It runs no goroutine while idle: a pump starts when a
+// write arrives and ends when the queue is empty, so a node with many quiet ranges pays nothing.
 func newProposer(h *Host, id base.RangeID) *proposer {
-	p := &proposer{
+	return &proposer{
 		h:       h,
 		id:      id,
 		session: h.nh.GetNoOPSession(uint64(id)),
-		wake:    make(chan struct{}, 1),
 		slots:   make(chan struct{}, maxInflight),
 		stopc:   make(chan struct{}),
 	}
-	p.wg.Add(1)
-	go p.loop()
-	return p
 }
 
+// stop fails queued writes with ErrClosed and waits for the entries in flight to end.
 func (p *proposer) stop() {
-	p.stopOnce.Do(func() { close(p.stopc) })
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.stopped = true
+		p.mu.Unlock()
+		close(p.stopc)
+	})
 	p.wg.Wait()
+	p.failPending(base.ErrClosed)
 }
 
 func (p *proposer) propose(ctx context.Context, cmds []store.Command) (store.Result, error) {
-	w := &waiter{cmds: cmds, done: make(chan outcome, 1)}
-	for _, c := range cmds {
-		w.size += len(c.Key) + len(c.Value) + 16
+	if err := ctx.Err(); err != nil {
+		return store.Result{}, err
 	}
+	w := newWaiter(ctx, cmds)
 	p.mu.Lock()
-	p.pending = append(p.pending, w)
-	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	if p.stopped {
+		p.mu.Unlock()
+		return store.Result{}, base.ErrClosed
 	}
+	p.pending = append(p.pending, w)
+	if !p.pumping {
+		p.pumping = true
+		p.wg.Add(1) // never concurrent with stop's Wait: stopped is checked under the same lock
+		go p.pump()
+	}
+	p.mu.Unlock()
 	select {
 	case o := <-w.done:
 		return o.res, o.err
@@ -117,41 +149,41 @@ func (p *proposer) withdraw(w *waiter) bool {
 	return false
 }
 
-func (p *proposer) loop() {
+// pump turns the queue into entries, at most maxInflight at a time, until the queue is empty.
+func (p *proposer) pump() {
 	defer p.wg.Done()
 	for {
 		select {
+		case p.slots <- struct{}{}:
 		case <-p.stopc:
-			p.failPending(base.ErrClosed)
+			p.mu.Lock()
+			p.pumping = false
+			p.mu.Unlock()
 			return
-		case <-p.wake:
 		}
-		for {
-			select {
-			case p.slots <- struct{}{}:
-			case <-p.stopc:
-				p.failPending(base.ErrClosed)
-				return
-			}
-			batch := p.take()
-			if len(batch) == 0 {
-				<-p.slots
-				break
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				defer func() { <-p.slots }()
-				p.run(batch)
-			}()
+		batch := p.take()
+		if batch == nil {
+			<-p.slots
+			return
 		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer func() { <-p.slots }()
+			p.run(batch)
+		}()
 	}
 }
 
-// take removes the next entry's worth of waiters from the queue.
+// take removes the next entry's worth of waiters from the queue. With the queue empty it
+// returns nil and marks the pump as ended, under the same lock that propose starts one under.
 func (p *proposer) take() []*waiter {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.pending) == 0 {
+		p.pumping = false
+		return nil
+	}
 	n, size, cmds := 0, 0, 0
 	for n < len(p.pending) {
 		w := p.pending[n]
@@ -186,7 +218,15 @@ func (p *proposer) run(batch []*waiter) {
 	data := store.EncodeCommands(nil, cmds)
 	p.entries.Add(1)
 	p.commands.Add(uint64(len(cmds)))
-	o := p.proposeEntry(data)
+	abandoned := func() bool {
+		for _, w := range batch {
+			if w.ctx.Err() == nil {
+				return false
+			}
+		}
+		return true
+	}
+	o := p.proposeEntry(data, abandoned)
 	for _, w := range batch {
 		w.done <- o
 	}
@@ -194,8 +234,9 @@ func (p *proposer) run(batch []*waiter) {
 
 // proposeEntry hands data to Raft, retrying while the group reports that the proposal was
 // dropped before it entered the log (no leader, busy); those never apply, so a retry cannot
-// apply an entry twice.
-func (p *proposer) proposeEntry(data []byte) outcome {
+// apply an entry twice. It stops retrying once every caller has given up (abandoned), so an old
+// write cannot land after its caller has moved on.
+func (p *proposer) proposeEntry(data []byte, abandoned func() bool) outcome {
 	deadline := time.Now().Add(DefaultTimeout)
 	for {
 		rs, err := p.h.nh.Propose(p.session, data, attemptTimeout)
@@ -224,6 +265,9 @@ func (p *proposer) proposeEntry(data []byte) outcome {
 		}
 		if time.Now().After(deadline) {
 			return outcome{err: fmt.Errorf("range %d: no leader within %v: %w", p.id, DefaultTimeout, err)}
+		}
+		if abandoned() {
+			return outcome{err: fmt.Errorf("range %d: every caller gave up while the group had no leader: %w", p.id, err)}
 		}
 		t := time.NewTimer(10 * time.Millisecond)
 		select {

@@ -216,11 +216,7 @@ func TestLeaderTransfer(t *testing.T) {
 		}
 		h.put(target, "after-transfer", target.String())
 		for id := base.NodeID(1); id <= 3; id++ {
-			if l, _ := h.nodes[id].host.WaitLeader(context.Background(), testRange); l != target {
-				// Followers learn the new leader from its next heartbeat; the write above
-				// already went through it, so they agree once it has reached them.
-				h.converge(1, 2, 3)
-			}
+			h.waitLeaderIn(id, target) // every node learns the new leader
 		}
 	}
 	h.converge(1, 2, 3)

@@ -57,6 +57,7 @@ bar goes to stderr when stderr is a terminal (not with --json or --verbose).`,
 	f.addWorkloadFlags(cmd.Flags())
 	addProfileFlag(cmd)
 	cmd.AddCommand(newPutCmd(stdout, stderr))
+	cmd.AddCommand(newGroupsCmd(stdout, stderr))
 	return cmd
 }
 
