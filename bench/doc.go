@@ -34,6 +34,17 @@
 // directory, and divides every engine's figures by the first one's (pebble): measured in the
 // same run on the same disk, the ratios travel better between machines than the raw figures.
 //
+// Process CPU time (user + system, getrusage) over the measured window is reported as
+// cpu_cores and cpu_us_per_op: with the throughput it tells whether a run was CPU- or
+// fsync-bound. bondkv's Details add the Raft entries its nodes proposed and the puts per entry
+// (the proposal batching factor).
+//
+// # Groups
+//
+// RunGroups (kvbench groups) measures what many Raft groups cost one node: it starts Count
+// single-replica groups on one raftgroup.Host and reports the time to create them, the RSS and
+// heap they add, goroutines, and idle CPU, optionally followed by one write per group.
+//
 // Data goes to a fresh temporary directory removed afterwards, or to Dir/<engine> (kept), which
 // must not hold data yet: dragonboat freezes the Raft addresses, which are fresh loopback ports
 // every run.

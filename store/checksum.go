@@ -23,10 +23,7 @@ func (e *Engine) Checksum(id base.RangeID, span base.Span) (applied uint64, sum 
 		return 0, sum, err
 	}
 	defer e.exit()
-	if err := checkRangeID(id); err != nil {
-		return 0, sum, err
-	}
-	if err := checkSpan(span); err != nil {
+	if err := checkRange(id, span); err != nil {
 		return 0, sum, err
 	}
 	snap := e.db.NewSnapshot()

@@ -159,6 +159,14 @@ func checkSpan(s base.Span) error {
 	return nil
 }
 
+// checkRange rejects range ID 0 (checkRangeID), then an empty or inverted span (checkSpan).
+func checkRange(id base.RangeID, span base.Span) error {
+	if err := checkRangeID(id); err != nil {
+		return err
+	}
+	return checkSpan(span)
+}
+
 // SnapshotsRecovered returns how many snapshots RecoverSnapshot has installed since Open, for
 // the given ranges, or for all ranges if none is given. It is an in-memory counter for
 // inspection and tests (a replica that fell behind a compacted log catches up by snapshot).

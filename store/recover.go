@@ -17,41 +17,25 @@ import (
 // base.ErrCorruption, a stream of another range or span with a *SnapshotMismatchError, and in
 // every failure nothing changes.
 //
+// It does not compare the snapshot's applied index with the range's: an older snapshot is
+// installed too. Deciding whether to recover is dragonboat's job, and it legitimately recovers
+// an older one: a snapshot imported with tools.ImportSnapshot (repair after quorum loss) is
+// recovered at startup whatever the state machine's applied index, rolling the range back.
+//
 // The batch holds the whole range in memory: fine up to the split size (64 MiB), see doc.go.
 func (e *Engine) RecoverSnapshot(id base.RangeID, span base.Span, r io.Reader) error {
-	if err := e.enter(); err != nil {
-		return err
-	}
-	defer e.exit()
-	if err := checkRangeID(id); err != nil {
-		return err
-	}
-	if err := checkSpan(span); err != nil {
-		return err
-	}
-	rs := e.rangeState(id)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-
-	b := e.db.NewBatch()
-	defer b.Close()
-	if err := clearRange(b, id, span); err != nil {
-		return fmt.Errorf("store: range %d: recover snapshot: %w", id, err)
-	}
-	applied, err := readSnapshot(closingReader{r, e.closing}, id, span, func(k, v []byte) error { return b.Set(k, v, nil) })
+	rs, err := e.replaceRange(id, span, "recover snapshot", func(b *pebble.Batch) (uint64, error) {
+		applied, err := readSnapshot(closingReader{r, e.closing}, id, span, func(k, v []byte) error { return b.Set(k, v, nil) })
+		if err != nil {
+			return 0, err
+		}
+		var idx [8]byte
+		binary.BigEndian.PutUint64(idx[:], applied)
+		return applied, b.Set(base.AppliedIndexKey(id), idx[:], nil)
+	})
 	if err != nil {
-		return fmt.Errorf("store: range %d: recover snapshot: %w", id, err)
+		return err
 	}
-	var idx [8]byte
-	binary.BigEndian.PutUint64(idx[:], applied)
-	if err := b.Set(base.AppliedIndexKey(id), idx[:], nil); err != nil {
-		return fmt.Errorf("store: range %d: recover snapshot: %w", id, err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		rs.loaded = false // unknown whether it landed: reread next time
-		return fmt.Errorf("store: range %d: recover snapshot: commit: %w", id, err)
-	}
-	rs.applied, rs.loaded = applied, true
 	rs.recovered.Add(1)
 	return nil
 }
@@ -60,30 +44,46 @@ func (e *Engine) RecoverSnapshot(id base.RangeID, span base.Span, r io.Reader) e
 // range-local span, applied index included), durably. Used when a replica is removed from
 // this node.
 func (e *Engine) ClearRange(id base.RangeID, span base.Span) error {
+	_, err := e.replaceRange(id, span, "clear", nil)
+	return err
+}
+
+// replaceRange is the common part of RecoverSnapshot and ClearRange. Holding range id's lock, it
+// builds one batch that deletes the range's three spans, lets fill (if not nil) add the new
+// contents and name the applied index they bring (0 without fill), and commits the batch with
+// fsync. op names the operation in errors. On any failure before the commit nothing changes;
+// if the commit fails the cached applied index is dropped, to be reread. It returns the range's
+// state for the caller's bookkeeping after a successful commit.
+func (e *Engine) replaceRange(id base.RangeID, span base.Span, op string, fill func(*pebble.Batch) (applied uint64, err error)) (*rangeState, error) {
 	if err := e.enter(); err != nil {
-		return err
+		return nil, err
 	}
 	defer e.exit()
-	if err := checkRangeID(id); err != nil {
-		return err
-	}
-	if err := checkSpan(span); err != nil {
-		return err
+	if err := checkRange(id, span); err != nil {
+		return nil, err
 	}
 	rs := e.rangeState(id)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+
 	b := e.db.NewBatch()
 	defer b.Close()
 	if err := clearRange(b, id, span); err != nil {
-		return fmt.Errorf("store: range %d: clear: %w", id, err)
+		return nil, fmt.Errorf("store: range %d: %s: %w", id, op, err)
+	}
+	var applied uint64
+	if fill != nil {
+		var err error
+		if applied, err = fill(b); err != nil {
+			return nil, fmt.Errorf("store: range %d: %s: %w", id, op, err)
+		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		rs.loaded = false
-		return fmt.Errorf("store: range %d: clear: commit: %w", id, err)
+		rs.loaded = false // unknown whether it landed: reread next time
+		return nil, fmt.Errorf("store: range %d: %s: commit: %w", id, op, err)
 	}
-	rs.applied, rs.loaded = 0, true
-	return nil
+	rs.applied, rs.loaded = applied, true
+	return rs, nil
 }
 
 // clearRange adds range deletions of range id's three spans to b.

@@ -30,10 +30,7 @@ func (e *Engine) NewSnapshot(id base.RangeID, span base.Span) (*Snapshot, error)
 		return nil, err
 	}
 	defer e.exit()
-	if err := checkRangeID(id); err != nil {
-		return nil, err
-	}
-	if err := checkSpan(span); err != nil {
+	if err := checkRange(id, span); err != nil {
 		return nil, err
 	}
 	snap := e.db.NewSnapshot()

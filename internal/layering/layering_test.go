@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"internal/layering":    {},
 	"internal/rpc":         {"internal/base"},
 	"internal/netsim":      {"internal/base"},
+	"internal/rafttest":    {},
 	"store":                {"internal/base"},
 	"raftgroup":            {"store", "internal/base", "internal/rpc"},
 	"ledger":               {"raftgroup", "store", "internal/base", "internal/rpc"},

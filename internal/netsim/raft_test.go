@@ -3,8 +3,6 @@ package netsim_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/bondkv/bondkv/internal/base"
 	"github.com/bondkv/bondkv/internal/netsim"
+	"github.com/bondkv/bondkv/internal/rafttest"
 	"github.com/bondkv/bondkv/internal/rpc"
 )
 
@@ -32,7 +31,8 @@ type peer struct {
 
 func newPeer(t *testing.T, n *netsim.Network, id base.NodeID) *peer {
 	t.Helper()
-	addr, inner := preListen(t)
+	addr, listen := rafttest.PreListen(t)
+	inner := rpc.RaftTransportFactory{Listen: listen}
 	p := &peer{id: id, addr: addr, batches: make(chan pb.MessageBatch, 1024), chunks: make(chan pb.Chunk, 1024)}
 	f := n.TransportFactory(id, inner)
 	p.tr = f.Create(config.NodeHostConfig{RaftAddress: p.addr},
@@ -89,24 +89,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// preListen opens a loopback listener now and returns its address and an rpc factory whose
-// transport serves on it, so no other process can take the port before the transport starts.
-func preListen(t testing.TB) (string, rpc.RaftTransportFactory) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	addr := ln.Addr().String()
-	return addr, rpc.RaftTransportFactory{Listen: func(a string) (net.Listener, error) {
-		if a != addr {
-			return nil, fmt.Errorf("listen on %s, want %s", a, addr)
-		}
-		return ln, nil
-	}}
 }
 
 // roundTrips measures k round trips a → b → a of a small batch; b echoes.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -512,7 +511,7 @@ func BenchmarkSendSmallBatch(b *testing.B) {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago. Prefer
-// preListen: another process may take the port in between.
+// rafttest.PreListen: another process may take the port in between.
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -521,22 +520,4 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// preListen opens a loopback listener now and returns its address and a factory whose
-// transport serves on it, so no other process can take the port before the transport starts.
-func preListen(t testing.TB) (string, RaftTransportFactory) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	addr := ln.Addr().String()
-	return addr, RaftTransportFactory{Listen: func(a string) (net.Listener, error) {
-		if a != addr {
-			return nil, fmt.Errorf("listen on %s, want %s", a, addr)
-		}
-		return ln, nil
-	}}
 }
