@@ -75,14 +75,14 @@ func (o *Options) validate() error {
 		if o.NodeID == 0 {
 			errs = append(errs, errors.New("NodeID is required with Peers"))
 		} else if _, ok := o.Peers[o.NodeID]; !ok && !o.Join {
-			errs = append(errs, fmt.Errorf("Peers does not include this node (%d)", o.NodeID))
+			errs = append(errs, fmt.Errorf("option Peers does not include this node (%d)", o.NodeID))
 		}
 		for id, addr := range o.Peers {
 			if id == 0 {
-				errs = append(errs, errors.New("Peers: node ID 0 is invalid"))
+				errs = append(errs, errors.New("option Peers: node ID 0 is invalid"))
 			}
 			if _, _, err := net.SplitHostPort(addr); err != nil {
-				errs = append(errs, fmt.Errorf("Peers[%d] %q: %v", id, addr, err))
+				errs = append(errs, fmt.Errorf("option Peers[%d] %q: %v", id, addr, err))
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func (o *Options) validate() error {
 		errs = append(errs, errors.New("NodeID is required with Join"))
 	}
 	if o.Expert.RaftTick < 0 || o.Expert.ElectionTimeout < 0 || o.Expert.CacheSize < 0 {
-		errs = append(errs, errors.New("Expert: durations and sizes must not be negative"))
+		errs = append(errs, errors.New("option Expert: durations and sizes must not be negative"))
 	} else {
 		tick, election := o.Expert.RaftTick, o.Expert.ElectionTimeout
 		if tick == 0 {

@@ -77,13 +77,13 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("NodeID must be non-zero"))
 	}
 	if c.Dir == "" {
-		errs = append(errs, errors.New("Dir is required"))
+		errs = append(errs, errors.New("a Dir is required"))
 	}
 	if c.RaftAddress == "" {
 		errs = append(errs, errors.New("RaftAddress is required"))
 	}
 	if c.Engine == nil {
-		errs = append(errs, errors.New("Engine is required"))
+		errs = append(errs, errors.New("an Engine is required"))
 	}
 	if c.RTT < time.Millisecond {
 		errs = append(errs, fmt.Errorf("RTT %v is below 1ms", c.RTT))
