@@ -39,6 +39,9 @@ type DB struct {
 type nodeIdentity struct {
 	NodeID     uint64 `json:"node_id"`
 	ListenAddr string `json:"listen_addr"`
+	// Bootstrapped is set once the node's replica has started for the first time: from then on
+	// dragonboat knows the initial members and must not be given them again.
+	Bootstrapped bool `json:"bootstrapped"`
 }
 
 const identityKey = "node"
@@ -86,6 +89,13 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fresh {
+		// Stored before dragonboat sees the address (it freezes it), so that a crash at any later
+		// point restarts with the same one, even when it was picked from port 0.
+		if err := storeIdentity(engine, id); err != nil {
+			return nil, err
+		}
+	}
 	o.NodeID, o.ListenAddr = id.NodeID, id.ListenAddr
 	node := base.NodeID(id.NodeID)
 
@@ -108,7 +118,7 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 	// The initial members matter only the first time: dragonboat records them and, on a
 	// restart, takes an empty list (a different one would be refused).
 	replica := raftgroup.Replica{Range: userRange, Span: base.FullSpan}
-	if fresh {
+	if !id.Bootstrapped {
 		replica.Join = o.Join
 		if !o.Join {
 			replica.Members = map[base.NodeID]string{node: id.ListenAddr}
@@ -125,9 +135,8 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 		host.Close()
 		return nil, fmt.Errorf("bondkv: %w", err)
 	}
-	if fresh {
-		// Remembered only once the node has started, so that a failed first start can be retried
-		// with other options.
+	if !id.Bootstrapped {
+		id.Bootstrapped = true
 		if err := storeIdentity(engine, id); err != nil {
 			host.Close()
 			return nil, err
