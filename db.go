@@ -24,10 +24,11 @@ const userRange = base.FirstUserRangeID
 
 // DB is one node of a bondkv cluster. It is safe for concurrent use.
 type DB struct {
-	opts   Options // filled copy
-	log    *slog.Logger
-	engine *store.Engine
-	host   *raftgroup.Host
+	opts    Options // filled copy
+	log     *slog.Logger
+	engine  *store.Engine
+	host    *raftgroup.Host
+	metrics *metricsCollector // nil without Options.Metrics
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -142,8 +143,16 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 			return nil, err
 		}
 	}
+	db := &DB{opts: o, log: o.Logger, engine: engine, host: host}
+	if o.Metrics != nil {
+		db.metrics = newMetricsCollector(db)
+		if err := o.Metrics.Register(db.metrics); err != nil {
+			host.Close()
+			return nil, fmt.Errorf("%w: Metrics: %w", ErrInvalidOptions, err)
+		}
+	}
 	o.Logger.Info("bondkv node started", "node", node, "addr", id.ListenAddr, "dir", dir, "new", fresh)
-	return &DB{opts: o, log: o.Logger, engine: engine, host: host}, nil
+	return db, nil
 }
 
 // raftTransport is the node's Raft transport: TCP, through the simulated network if the
@@ -240,6 +249,9 @@ func (db *DB) Addr() string { return db.opts.ListenAddr }
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
+		if db.metrics != nil {
+			db.opts.Metrics.Unregister(db.metrics)
+		}
 		db.host.Close() // before the engine: replicas use it until the NodeHost stops
 		if err := db.engine.Close(); err != nil {
 			db.closeErr = fmt.Errorf("bondkv: close: %w", err)

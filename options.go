@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bondkv/bondkv/internal/netsim"
 	"github.com/bondkv/bondkv/raftgroup"
@@ -32,6 +33,10 @@ type Options struct {
 	Join bool
 	// Logger receives the DB's logs, dragonboat's and Pebble's included. nil = discard.
 	Logger *slog.Logger
+	// Metrics, if set, receives the node's Prometheus collector (per range: applied index,
+	// leader, proposed entries and writes, snapshots installed), unregistered again by Close.
+	// nil = no metrics.
+	Metrics prometheus.Registerer
 
 	// Expert holds rarely needed knobs.
 	Expert ExpertOptions
