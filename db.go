@@ -70,10 +70,14 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
 	}
+	if o.Expert.MemTableSize == 0 {
+		o.Expert.MemTableSize = defaultMemTableSize
+	}
 	engine, err := store.Open(filepath.Join(dir, "data"), &store.Options{
-		FS:        o.Testing.FS,
-		Logger:    o.Logger.With("component", "pebble"),
-		CacheSize: o.Expert.CacheSize,
+		FS:           o.Testing.FS,
+		Logger:       o.Logger.With("component", "pebble"),
+		CacheSize:    o.Expert.CacheSize,
+		MemTableSize: o.Expert.MemTableSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
