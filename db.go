@@ -25,7 +25,6 @@ const userRange = base.FirstUserRangeID
 // DB is one node of a bondkv cluster. It is safe for concurrent use.
 type DB struct {
 	opts    Options // filled copy
-	log     *slog.Logger
 	engine  *store.Engine
 	host    *raftgroup.Host
 	metrics *metricsCollector // nil without Options.Metrics
@@ -147,7 +146,7 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 			return nil, err
 		}
 	}
-	db := &DB{opts: o, log: o.Logger, engine: engine, host: host}
+	db := &DB{opts: o, engine: engine, host: host}
 	if o.Metrics != nil {
 		db.metrics = newMetricsCollector(db)
 		if err := o.Metrics.Register(db.metrics); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/raftgroup"
 )
 
 // Inspector gives operators, tools and tests a view into a node's replicas and a few
@@ -47,15 +48,10 @@ func (in *Inspector) Replicas() ([]ReplicaState, error) {
 
 // ProposalStats counts the writes this node has proposed to the user range and the Raft entries
 // that carried them; concurrent writes share entries, so Commands/Entries is the batching factor.
-type ProposalStats struct {
-	Entries, Commands uint64
-}
+type ProposalStats = raftgroup.ProposalStats
 
 // ProposalStats returns this node's proposal counters since it opened.
-func (in *Inspector) ProposalStats() ProposalStats {
-	s := in.db.host.ProposalStats(userRange)
-	return ProposalStats{Entries: s.Entries, Commands: s.Commands}
-}
+func (in *Inspector) ProposalStats() ProposalStats { return in.db.host.ProposalStats(userRange) }
 
 // Leader returns the node ID of the user range's leader as this node knows it.
 func (in *Inspector) Leader() (uint64, bool) {

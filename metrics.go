@@ -38,24 +38,23 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
-	in := c.db.Inspect()
-	states, err := in.Replicas()
+	// Cheap reads only (no checksum, unlike Inspector.Replicas): a scrape must not scan data.
+	applied, err := c.db.engine.AppliedIndex(userRange)
 	if err != nil { // closed: nothing to report
 		return
 	}
+	in := c.db.Inspect()
 	stats := in.ProposalStats()
 	leader, _ := in.Leader()
-	for _, s := range states {
-		r := strconv.FormatUint(s.Range, 10)
-		isLeader := 0.0
-		if leader == c.db.opts.NodeID {
-			isLeader = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(s.AppliedIndex), r)
-		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(leader), r)
-		ch <- prometheus.MustNewConstMetric(c.isLeader, prometheus.GaugeValue, isLeader, r)
-		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.CounterValue, float64(stats.Entries), r)
-		ch <- prometheus.MustNewConstMetric(c.commands, prometheus.CounterValue, float64(stats.Commands), r)
-		ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(s.SnapshotsRecovered), r)
+	isLeader := 0.0
+	if leader == c.db.opts.NodeID {
+		isLeader = 1
 	}
+	r := strconv.FormatUint(uint64(userRange), 10)
+	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(applied), r)
+	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(leader), r)
+	ch <- prometheus.MustNewConstMetric(c.isLeader, prometheus.GaugeValue, isLeader, r)
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.CounterValue, float64(stats.Entries), r)
+	ch <- prometheus.MustNewConstMetric(c.commands, prometheus.CounterValue, float64(stats.Commands), r)
+	ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(c.db.engine.SnapshotsRecovered(userRange)), r)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -28,7 +27,6 @@ const attemptTimeout = 3 * time.Second
 type Host struct {
 	cfg        Config
 	nh         *dragonboat.NodeHost
-	log        *slog.Logger
 	unregister func()
 
 	mu        sync.Mutex
@@ -52,7 +50,6 @@ func NewHost(cfg Config) (*Host, error) {
 	return &Host{
 		cfg:        cfg,
 		nh:         nh,
-		log:        cfg.Logger,
 		unregister: unregister,
 		proposers:  make(map[base.RangeID]*proposer),
 	}, nil
@@ -235,17 +232,10 @@ func (h *Host) retryable(ctx context.Context, err error) (bool, error) {
 	default:
 		return false, err
 	}
-	if ctx.Err() != nil {
-		return false, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+	if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+		return false, fmt.Errorf("%w (last attempt: %v)", perr, err)
 	}
-	t := time.NewTimer(10 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false, fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
-	case <-t.C:
-		return true, nil
-	}
+	return true, nil
 }
 
 func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {

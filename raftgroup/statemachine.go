@@ -21,8 +21,8 @@ type stateMachine struct {
 	engine *store.Engine
 	id     base.RangeID
 	span   base.Span
-	// entries and results are reused across Update calls; dragonboat calls Update from one
-	// goroutine per replica.
+	// entries is reused across Update calls; dragonboat calls Update from one goroutine per
+	// replica.
 	entries []store.Entry
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -73,11 +72,8 @@ func (f *groupsFlags) run(cmd *cobra.Command, _ []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{cmd: cmd.CommandPath(), err: err}
 	}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if f.verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(f.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	if !f.json && !f.verbose && isTerminal(f.stderr) {
+	cfg.Logger = runLogger(f.verbose, f.stderr)
+	if showProgress(f.json, f.verbose, f.stderr) {
 		cfg.Progress = (&groupsProgressBar{w: f.stderr}).update
 	}
 	r, err := bench.RunGroups(cmd.Context(), cfg)

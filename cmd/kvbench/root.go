@@ -148,11 +148,8 @@ func (f *putFlags) run(cmd *cobra.Command, _ []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{cmd: cmd.CommandPath(), err: err}
 	}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if f.verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(f.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	if !f.json && !f.verbose && isTerminal(f.stderr) {
+	cfg.Logger = runLogger(f.verbose, f.stderr)
+	if showProgress(f.json, f.verbose, f.stderr) {
 		cfg.Progress = newProgressBar(f.stderr).update
 	}
 
@@ -200,6 +197,20 @@ func (f *putFlags) run(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("%s: no put finished within the measured window (--duration %v)", r.Engine, cfg.Duration)
 	}
 	return nil
+}
+
+// runLogger is the logger of a run: Info and above on stderr with --verbose, else nothing.
+func runLogger(verbose bool, stderr io.Writer) *slog.Logger {
+	if verbose {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// showProgress reports whether a run draws a progress bar: only on a terminal, and never with
+// --json or --verbose (whose output it would garble).
+func showProgress(json, verbose bool, stderr io.Writer) bool {
+	return !json && !verbose && isTerminal(stderr)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -178,8 +178,7 @@ func (n *Network) schedule(from, to base.NodeID, size int) (time.Time, bool) {
 	defer n.mu.Unlock()
 	l := n.lane(pair{from, to})
 	if l.cut {
-		l.stats.Dropped++
-		l.stats.DroppedBytes += int64(size)
+		l.drop(size)
 		return time.Time{}, false
 	}
 	link := n.def
@@ -202,6 +201,12 @@ func (n *Network) schedule(from, to base.NodeID, size int) (time.Time, bool) {
 	return at, true
 }
 
+// drop counts a message lost on the lane (n.mu held).
+func (l *lane) drop(size int) {
+	l.stats.Dropped++
+	l.stats.DroppedBytes += int64(size)
+}
+
 // deliver is called when a scheduled message is due. It reports false, counting the message as
 // dropped, if the link was cut while the message was in flight.
 func (n *Network) deliver(from, to base.NodeID, size int) bool {
@@ -209,8 +214,7 @@ func (n *Network) deliver(from, to base.NodeID, size int) bool {
 	defer n.mu.Unlock()
 	l := n.lane(pair{from, to})
 	if l.cut {
-		l.stats.Dropped++
-		l.stats.DroppedBytes += int64(size)
+		l.drop(size)
 		return false
 	}
 	l.stats.Delivered++
