@@ -1,6 +1,7 @@
 package bondkv
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,10 +17,11 @@ import (
 	"github.com/bondkv/bondkv/internal/base"
 	"github.com/bondkv/bondkv/internal/rpc"
 	"github.com/bondkv/bondkv/raftgroup"
+	"github.com/bondkv/bondkv/shard"
 	"github.com/bondkv/bondkv/store"
 )
 
-// userRange is the range that holds user data. Until ranges split (shard/), it spans every key.
+// userRange is the first user range: it starts at the empty key, so merges never remove it.
 const userRange = base.FirstUserRangeID
 
 // DB is one node of a bondkv cluster. It is safe for concurrent use.
@@ -27,6 +29,11 @@ type DB struct {
 	opts    Options // filled copy
 	engine  *store.Engine
 	host    *raftgroup.Host
+	node    *shard.Node
+	server  *rpc.Server
+	client  *rpc.Client
+	mux     *rpc.Mux
+	serveWG sync.WaitGroup
 	metrics *metricsCollector // nil without Options.Metrics
 
 	closed    atomic.Bool
@@ -39,9 +46,11 @@ type DB struct {
 type nodeIdentity struct {
 	NodeID     uint64 `json:"node_id"`
 	ListenAddr string `json:"listen_addr"`
-	// Bootstrapped is set once the node's replica has started for the first time: from then on
-	// dragonboat knows the initial members and must not be given them again.
-	Bootstrapped bool `json:"bootstrapped"`
+	// Bootstrapped is kept for directories written before ranges could split; unused now.
+	Bootstrapped bool `json:"bootstrapped,omitempty"`
+	// Join are the seed addresses the node joined through, used again if it restarts before
+	// it holds any replica.
+	Join []string `json:"join,omitempty"`
 }
 
 const identityKey = "node"
@@ -55,6 +64,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 		o.Peers = make(map[uint64]string, len(opts.Peers))
 		for k, v := range opts.Peers {
 			o.Peers[k] = v
+		}
+		o.Join = append([]string(nil), opts.Join...)
+		o.Locality = make(map[string]string, len(opts.Locality))
+		for k, v := range opts.Locality {
+			o.Locality[k] = v
 		}
 	}
 	if err := o.validate(); err != nil {
@@ -81,30 +95,50 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
 	}
-	db, err := start(dir, o, engine)
-	if err != nil {
-		return nil, errors.Join(err, engine.Close())
+	db := &DB{engine: engine}
+	if err := db.start(dir, o); err != nil {
+		return nil, errors.Join(err, db.shutdown())
 	}
 	return db, nil
 }
 
-func start(dir string, o Options, engine *store.Engine) (*DB, error) {
+func (db *DB) start(dir string, o Options) error {
+	engine := db.engine
 	id, fresh, err := resolveIdentity(engine, o)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if fresh {
+		id.Join = o.Join
 		// Stored before dragonboat sees the address (it freezes it), so that a crash at any later
 		// point restarts with the same one, even when it was picked from port 0.
 		if err := storeIdentity(engine, id); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	o.NodeID, o.ListenAddr = id.NodeID, id.ListenAddr
+	db.opts = o
 	node := base.NodeID(id.NodeID)
 
-	transport := raftTransport(o, node)
-	host, err := raftgroup.NewHost(raftgroup.Config{
+	// One address for everything: the mux hands Raft connections to the Raft transport and
+	// the rest to the node service.
+	ln, err := net.Listen("tcp", id.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("bondkv: listen on %s: %w", id.ListenAddr, err)
+	}
+	db.mux = rpc.NewMux(ln, o.Logger)
+	var dial func(ctx context.Context, addr string) (net.Conn, error)
+	serviceLn := db.mux.Service()
+	if nw := o.Testing.Network; nw != nil {
+		nw.Register(node, id.ListenAddr)
+		dial = nw.Dialer(node)
+		serviceLn = nw.Listener(node, serviceLn)
+	}
+	db.client = rpc.NewClient(dial, o.Logger)
+	db.server = rpc.NewServer(o.Logger)
+
+	transport := raftTransport(o, node, db.mux)
+	db.host, err = raftgroup.NewHost(raftgroup.Config{
 		NodeID:             node,
 		Dir:                dir,
 		RaftAddress:        id.ListenAddr,
@@ -117,55 +151,94 @@ func start(dir string, o Options, engine *store.Engine) (*DB, error) {
 		CompactionOverhead: o.Expert.CompactionOverhead,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bondkv: %w", err)
+		return fmt.Errorf("bondkv: %w", err)
 	}
-	// The initial members matter only the first time: dragonboat records them and, on a
-	// restart, takes an empty list (a different one would be refused).
-	replica := raftgroup.Replica{Range: userRange, Span: base.FullSpan}
-	if !id.Bootstrapped {
-		replica.Join = o.Join
-		if !o.Join {
-			replica.Members = map[base.NodeID]string{node: id.ListenAddr}
-			if len(o.Peers) > 0 {
-				replica.Members = make(map[base.NodeID]string, len(o.Peers))
-				for n, a := range o.Peers {
-					replica.Members[base.NodeID(n)] = a
-				}
+	cfg := shard.Config{
+		NodeID: node, Addr: id.ListenAddr, Locality: o.Locality,
+		Engine: engine, Host: db.host, Server: db.server, Client: db.client, Logger: o.Logger,
+		Join:                  id.Join,
+		Replicas:              o.Ranges.Replicas,
+		DeadNodeTimeout:       o.Ranges.DeadNodeTimeout,
+		SplitSize:             o.Ranges.SplitSize,
+		SplitEntriesPerSecond: o.Ranges.SplitEntriesPerSecond,
+		MergeSize:             o.Ranges.MergeSize,
+		LivenessInterval:      o.Expert.LivenessInterval,
+		PlacementInterval:     o.Expert.PlacementInterval,
+		MaxConcurrentMoves:    o.Expert.MaxConcurrentMoves,
+		MovesPerMinute:        o.Expert.MovesPerMinute,
+	}
+	if len(id.Join) == 0 {
+		cfg.Bootstrap = map[base.NodeID]string{node: id.ListenAddr}
+		if len(o.Peers) > 0 {
+			cfg.Bootstrap = make(map[base.NodeID]string, len(o.Peers))
+			for n, a := range o.Peers {
+				cfg.Bootstrap[base.NodeID(n)] = a
 			}
 		}
 	}
-	err = host.StartReplica(replica)
-	if err != nil {
-		host.Close()
-		return nil, fmt.Errorf("bondkv: %w", err)
-	}
-	if !id.Bootstrapped {
-		id.Bootstrapped = true
-		if err := storeIdentity(engine, id); err != nil {
-			host.Close()
-			return nil, err
+	db.node = shard.New(cfg) // registers the handlers
+	// The service must answer before the node starts: joining and bootstrapping peers call it.
+	db.serveWG.Add(1)
+	go func() {
+		defer db.serveWG.Done()
+		if err := db.server.Serve(serviceLn); err != nil {
+			o.Logger.Error("node service stopped", "err", err)
 		}
+	}()
+	if err := db.node.Start(); err != nil {
+		return fmt.Errorf("bondkv: %w", err)
 	}
-	db := &DB{opts: o, engine: engine, host: host}
 	if o.Metrics != nil {
 		db.metrics = newMetricsCollector(db)
 		if err := o.Metrics.Register(db.metrics); err != nil {
-			host.Close()
-			return nil, fmt.Errorf("%w: Metrics: %w", ErrInvalidOptions, err)
+			db.metrics = nil
+			return fmt.Errorf("%w: Metrics: %w", ErrInvalidOptions, err)
 		}
 	}
 	o.Logger.Info("bondkv node started", "node", node, "addr", id.ListenAddr, "dir", dir, "new", fresh)
-	return db, nil
+	return nil
 }
 
-// raftTransport is the node's Raft transport: TCP, through the simulated network if the
-// options carry one.
-func raftTransport(o Options, node base.NodeID) config.TransportFactory {
-	tcp := &rpc.RaftTransportFactory{Logger: o.Logger}
+// shutdown stops whatever start started, in reverse order, and closes the engine.
+func (db *DB) shutdown() error {
+	if db.metrics != nil {
+		db.opts.Metrics.Unregister(db.metrics)
+	}
+	if db.node != nil {
+		db.node.Close()
+	}
+	if db.server != nil {
+		db.server.Stop()
+		db.serveWG.Wait()
+	}
+	if db.host != nil {
+		db.host.Close() // before the engine: replicas use it until the NodeHost stops
+	}
+	if db.client != nil {
+		db.client.Close()
+	}
+	var errs []error
+	if db.mux != nil {
+		if err := db.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if err := db.engine.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bondkv: close: %w", err)
+	}
+	return nil
+}
+
+// raftTransport is the node's Raft transport: TCP on the mux's Raft side, through the simulated
+// network if the options carry one.
+func raftTransport(o Options, node base.NodeID, mux *rpc.Mux) config.TransportFactory {
+	tcp := &rpc.RaftTransportFactory{Logger: o.Logger, Listen: func(string) (net.Listener, error) { return mux.Raft(), nil }}
 	if o.Testing.Network == nil {
 		return tcp
 	}
-	o.Testing.Network.Register(node, o.ListenAddr)
 	return o.Testing.Network.TransportFactory(node, tcp)
 }
 
@@ -252,13 +325,7 @@ func (db *DB) Addr() string { return db.opts.ListenAddr }
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
-		if db.metrics != nil {
-			db.opts.Metrics.Unregister(db.metrics)
-		}
-		db.host.Close() // before the engine: replicas use it until the NodeHost stops
-		if err := db.engine.Close(); err != nil {
-			db.closeErr = fmt.Errorf("bondkv: close: %w", err)
-		}
+		db.closeErr = db.shutdown()
 	})
 	return db.closeErr
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/shard"
 )
 
 // Sentinel errors. Match them with errors.Is; the error returned usually wraps one of them with
@@ -35,3 +36,13 @@ const (
 	MaxKeySize   = base.MaxKeySize
 	MaxValueSize = base.MaxValueSize
 )
+
+// ErrRangeMoved is matched by *RangeMovedError: a request reached a range that no longer owns
+// its key. The DB retries such requests itself; callers see it only when retries ran out.
+var ErrRangeMoved = shard.ErrRangeMoved
+
+// RangeMovedError carries the current descriptor of the range a request went to, when known.
+type RangeMovedError = shard.RangeMovedError
+
+// RangeDescriptor describes one range: span, replicas, policy, generation.
+type RangeDescriptor = shard.Descriptor

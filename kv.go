@@ -16,7 +16,8 @@ type KV struct {
 
 // Put sets key to value. It returns once the write is committed by a quorum and applied; an
 // acknowledged write survives the loss of any minority of nodes and a crash of every node. The
-// DB does not keep key or value after Put returns.
+// DB does not keep key or value after Put returns. A node that holds no replica of the key's
+// range forwards the write to one that does.
 func (db *DB) Put(ctx context.Context, key, value []byte) error {
 	if err := base.CheckKey(key); err != nil {
 		return err
@@ -39,14 +40,8 @@ func (db *DB) write(ctx context.Context, cmd store.Command) error {
 	if err := db.checkOpen(); err != nil {
 		return err
 	}
-	res, err := db.host.Propose(ctx, userRange, []store.Command{cmd})
-	if err != nil {
+	if err := db.node.Write(ctx, cmd.Key, []store.Command{cmd}); err != nil {
 		return fmt.Errorf("bondkv: write: %w", err)
-	}
-	if res.Code != store.ResultApplied {
-		// Input is validated before it is proposed, so this means a replica could not decode
-		// what was proposed.
-		return fmt.Errorf("bondkv: write: %w: the replicas %s the entry", ErrCorruption, res.Code)
 	}
 	return nil
 }
@@ -60,19 +55,20 @@ func (db *DB) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	v, err := db.host.Read(ctx, userRange, func(e *store.Engine) (any, error) { return e.Get(key) })
+	v, err := db.node.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: get: %w", err)
 	}
-	return v.(store.Value).Data, nil
+	return v.Data, nil
 }
 
 // Scan returns up to limit keys (limit <= 0: no limit) in [start, end) in ascending order, with
-// their values; a nil end means the end of the keyspace. It is linearizable like Get. The
-// returned slices belong to the caller.
+// their values; a nil end means the end of the keyspace. The part of the scan inside each range
+// is linearizable like Get; a scan that crosses ranges reads them one after another, not at
+// one instant. The returned slices belong to the caller.
 func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]KV, error) {
 	span := base.Span{Start: start, End: end}
 	if !span.Valid() {
@@ -84,14 +80,29 @@ func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]KV, err
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	v, err := db.host.Read(ctx, userRange, func(e *store.Engine) (any, error) { return e.Scan(span, limit) })
+	kvs, err := db.node.Scan(ctx, span, limit)
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: scan: %w", err)
 	}
-	kvs := v.([]store.KV)
 	out := make([]KV, len(kvs))
 	for i, kv := range kvs {
 		out[i] = KV{Key: kv.Key, Value: kv.Value.Data}
 	}
 	return out, nil
+}
+
+// Split makes key the first key of a range (pre-splitting). It returns once the split is
+// applied and recorded in the meta range; splitting at a key that already starts a range does
+// nothing. Ranges created by Split are never merged automatically.
+func (db *DB) Split(ctx context.Context, key []byte) error {
+	if err := base.CheckKey(key); err != nil {
+		return err
+	}
+	if err := db.checkOpen(); err != nil {
+		return err
+	}
+	if err := db.node.Split(ctx, key); err != nil {
+		return fmt.Errorf("bondkv: split: %w", err)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ type metricsCollector struct {
 	db *DB
 
 	applied, leader, isLeader, entries, commands, snapshots *prometheus.Desc
+	splits, merges, movesDone, movesFailed, forwarded       *prometheus.Desc
 }
 
 func newMetricsCollector(db *DB) *metricsCollector {
@@ -20,41 +21,61 @@ func newMetricsCollector(db *DB) *metricsCollector {
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("bondkv_"+name, help, []string{"range"}, node)
 	}
+	nodeDesc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("bondkv_"+name, help, nil, node)
+	}
 	return &metricsCollector{
-		db:        db,
-		applied:   desc("range_applied_index", "Last Raft index applied to this node's replica of the range."),
-		leader:    desc("range_leader_node", "Node ID of the range's leader as this node knows it (0: unknown)."),
-		isLeader:  desc("range_is_leader", "1 if this node leads the range, else 0."),
-		entries:   desc("range_proposed_entries_total", "Raft entries this node proposed to the range."),
-		commands:  desc("range_proposed_writes_total", "Writes this node proposed to the range (several share an entry)."),
-		snapshots: desc("range_snapshots_recovered_total", "Snapshots this node's replica installed from others since the node opened."),
+		db:          db,
+		applied:     desc("range_applied_index", "Last Raft index applied to this node's replica of the range."),
+		leader:      desc("range_leader_node", "Node ID of the range's leader as this node knows it (0: unknown)."),
+		isLeader:    desc("range_is_leader", "1 if this node leads the range, else 0."),
+		entries:     desc("range_proposed_entries_total", "Raft entries this node proposed to the range."),
+		commands:    desc("range_proposed_writes_total", "Writes this node proposed to the range (several share an entry)."),
+		snapshots:   desc("range_snapshots_recovered_total", "Snapshots this node's replica installed from others since the node opened."),
+		splits:      nodeDesc("splits_total", "Range splits this node coordinated."),
+		merges:      nodeDesc("merges_total", "Range merges this node coordinated."),
+		movesDone:   nodeDesc("replica_moves_total", "Replica moves the placement driver on this node completed."),
+		movesFailed: nodeDesc("replica_moves_failed_total", "Replica moves the placement driver on this node abandoned."),
+		forwarded:   nodeDesc("forwarded_requests_total", "Requests this node forwarded to a node holding the range."),
 	}
 }
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.applied, c.leader, c.isLeader, c.entries, c.commands, c.snapshots} {
+	for _, d := range []*prometheus.Desc{c.applied, c.leader, c.isLeader, c.entries, c.commands, c.snapshots,
+		c.splits, c.merges, c.movesDone, c.movesFailed, c.forwarded} {
 		ch <- d
 	}
 }
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	// Cheap reads only (no checksum, unlike Inspector.Replicas): a scrape must not scan data.
-	applied, err := c.db.engine.AppliedIndex(userRange)
-	if err != nil { // closed: nothing to report
+	if c.db.checkOpen() != nil {
 		return
 	}
-	in := c.db.Inspect()
-	stats := in.ProposalStats()
-	leader, _ := in.Leader()
-	isLeader := 0.0
-	if leader == c.db.opts.NodeID {
-		isLeader = 1
+	for _, lr := range c.db.host.LocalReplicas() {
+		id := lr.Range
+		applied, err := c.db.engine.AppliedIndex(id)
+		if err != nil { // closed: nothing to report
+			return
+		}
+		stats := c.db.host.ProposalStats(id)
+		leader, _ := c.db.host.Leader(id)
+		isLeader := 0.0
+		if uint64(leader) == c.db.opts.NodeID {
+			isLeader = 1
+		}
+		r := strconv.FormatUint(uint64(id), 10)
+		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(applied), r)
+		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(leader), r)
+		ch <- prometheus.MustNewConstMetric(c.isLeader, prometheus.GaugeValue, isLeader, r)
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.CounterValue, float64(stats.Entries), r)
+		ch <- prometheus.MustNewConstMetric(c.commands, prometheus.CounterValue, float64(stats.Commands), r)
+		ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(c.db.engine.SnapshotsRecovered(id)), r)
 	}
-	r := strconv.FormatUint(uint64(userRange), 10)
-	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(applied), r)
-	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, float64(leader), r)
-	ch <- prometheus.MustNewConstMetric(c.isLeader, prometheus.GaugeValue, isLeader, r)
-	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.CounterValue, float64(stats.Entries), r)
-	ch <- prometheus.MustNewConstMetric(c.commands, prometheus.CounterValue, float64(stats.Commands), r)
-	ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(c.db.engine.SnapshotsRecovered(userRange)), r)
+	s := c.db.node.Stats()
+	ch <- prometheus.MustNewConstMetric(c.splits, prometheus.CounterValue, float64(s.Splits))
+	ch <- prometheus.MustNewConstMetric(c.merges, prometheus.CounterValue, float64(s.Merges))
+	ch <- prometheus.MustNewConstMetric(c.movesDone, prometheus.CounterValue, float64(s.MovesDone))
+	ch <- prometheus.MustNewConstMetric(c.movesFailed, prometheus.CounterValue, float64(s.MovesFailed))
+	ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(s.Forwarded))
 }

@@ -28,9 +28,15 @@ type Options struct {
 	// ListenAddr, this node included, the same on every node. Empty: this node alone.
 	// Ignored when the directory already holds a cluster.
 	Peers map[uint64]string
-	// Join starts this node as a new member of a running cluster, which must already have added
-	// it (its node ID and address) as a replica. It catches up from the others.
-	Join bool
+	// Join are addresses of running nodes of a cluster this new node joins (any of them will
+	// do). The node records itself in the cluster's directory; the placement driver then moves
+	// replicas to it. Requires NodeID. Ignored when the directory already holds a node.
+	Join []string
+	// Locality labels this node (e.g. {"region": "eu", "zone": "eu-1"}); range policies can
+	// require labels of their replicas' nodes.
+	Locality map[string]string
+	// Ranges configures splitting, merging and replica placement.
+	Ranges RangeOptions
 	// Logger receives the DB's logs, dragonboat's and Pebble's included. nil = discard.
 	Logger *slog.Logger
 	// Metrics, if set, receives the node's Prometheus collector (per range: applied index,
@@ -44,8 +50,38 @@ type Options struct {
 	Testing TestingOptions
 }
 
+// RangeOptions configures how ranges split, merge and are placed. Zero values select the
+// defaults.
+type RangeOptions struct {
+	// Replicas is the number of voting replicas per range. Default 3 (fewer while fewer nodes
+	// are live).
+	Replicas int
+	// SplitSize: a range holding more data than this (bytes, as Pebble estimates it) splits at
+	// its middle key. Default 64 MiB.
+	SplitSize uint64
+	// SplitEntriesPerSecond: a range whose leader applies more Raft entries per second than
+	// this for three consecutive seconds splits at its middle key. Default 2,000; negative
+	// disables load-based splits.
+	SplitEntriesPerSecond float64
+	// MergeSize: two adjacent ranges that are idle (at most one entry per second), were not
+	// created by an explicit Split, and together hold less than this merge. Default 16 MiB;
+	// negative disables merges.
+	MergeSize int64
+	// DeadNodeTimeout: a node that has not renewed its liveness record for this long is dead,
+	// and its replicas are replaced on other nodes. Default 30 s.
+	DeadNodeTimeout time.Duration
+}
+
 // ExpertOptions are rarely needed knobs; zero values select the defaults.
 type ExpertOptions struct {
+	// LivenessInterval is how often a node renews its liveness record. Default 1 s.
+	LivenessInterval time.Duration
+	// PlacementInterval is how often the placement driver looks at the cluster. Default 1 s.
+	PlacementInterval time.Duration
+	// MaxConcurrentMoves bounds the replica moves in flight. Default 2.
+	MaxConcurrentMoves int
+	// MovesPerMinute rate-limits replica moves. Default 60.
+	MovesPerMinute int
 	// RaftTick is the Raft tick (the unit of election and heartbeat timeouts). Default 50 ms.
 	RaftTick time.Duration
 	// ElectionTimeout is the Raft election timeout. Default 1 s.
@@ -86,7 +122,7 @@ func (o *Options) validate() error {
 	if len(o.Peers) > 0 {
 		if o.NodeID == 0 {
 			errs = append(errs, errors.New("NodeID is required with Peers"))
-		} else if _, ok := o.Peers[o.NodeID]; !ok && !o.Join {
+		} else if _, ok := o.Peers[o.NodeID]; !ok {
 			errs = append(errs, fmt.Errorf("option Peers does not include this node (%d)", o.NodeID))
 		}
 		for id, addr := range o.Peers {
@@ -101,8 +137,22 @@ func (o *Options) validate() error {
 	if addr, ok := o.Peers[o.NodeID]; ok && o.ListenAddr != "" && o.ListenAddr != addr {
 		errs = append(errs, fmt.Errorf("ListenAddr %s differs from this node's address in Peers (%s)", o.ListenAddr, addr))
 	}
-	if o.Join && o.NodeID == 0 {
-		errs = append(errs, errors.New("NodeID is required with Join"))
+	if len(o.Join) > 0 {
+		if o.NodeID == 0 {
+			errs = append(errs, errors.New("NodeID is required with Join"))
+		}
+		if len(o.Peers) > 0 {
+			errs = append(errs, errors.New("options Peers and Join exclude each other: Peers forms a new cluster, Join enters a running one"))
+		}
+		for _, a := range o.Join {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("option Join %q: %v", a, err))
+			}
+		}
+	}
+	if o.Ranges.Replicas < 0 || o.Ranges.DeadNodeTimeout < 0 || o.Expert.LivenessInterval < 0 || o.Expert.PlacementInterval < 0 ||
+		o.Expert.MaxConcurrentMoves < 0 || o.Expert.MovesPerMinute < 0 {
+		errs = append(errs, errors.New("option Ranges/Expert: counts and durations must not be negative"))
 	}
 	if o.Expert.RaftTick < 0 || o.Expert.ElectionTimeout < 0 || o.Expert.CacheSize < 0 || o.Expert.MemTableSize < 0 {
 		errs = append(errs, errors.New("option Expert: durations and sizes must not be negative"))

@@ -29,6 +29,12 @@ type EngineConfig struct {
 	Nodes int
 	// Logger receives the engine's logs; never nil.
 	Logger *slog.Logger
+	// Ranges, for engines that have ranges, is how many to pre-split the key space of Keys
+	// keys ("user%012d") into before Open returns.
+	Ranges int
+	Keys   int64
+	// Progress, if set, is told about long preparations (pre-splitting) in Open.
+	Progress func(Progress)
 }
 
 // Engine is a key-value store under benchmark.

@@ -17,7 +17,8 @@ func TestRunGroups(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	var phases []string
-	cfg := GroupsConfig{Count: 5, Idle: 200 * time.Millisecond, Write: true}
+	cfg := GroupsConfig{Count: 5, Idle: 200 * time.Millisecond, Settle: 100 * time.Millisecond, Write: true,
+		Throughput: 300 * time.Millisecond, Writers: 8, HotGroups: 2}
 	cfg.Progress = func(p GroupsProgress) {
 		if p.Finished {
 			phases = append(phases, "finished")
@@ -39,8 +40,9 @@ func TestRunGroups(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &fields); err != nil {
 		t.Fatalf("not a JSON object: %v\n%s", err, out.String())
 	}
-	for _, k := range []string{"bench", "groups", "create_s", "rss_before_mib", "rss_after_mib",
-		"rss_per_group_mib", "goroutines", "idle_cores", "writes_ok"} {
+	for _, k := range []string{"bench", "groups", "nodes", "replicas", "create_s", "rss_before_mib", "rss_after_mib",
+		"rss_per_group_mib", "rss_per_replica_mib", "heap_per_replica_mib", "goroutines", "idle_cores", "writes_ok",
+		"all", "hot", "hot_over_all"} {
 		if _, ok := fields[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, out.String())
 		}
@@ -49,7 +51,8 @@ func TestRunGroups(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Bench != "groups" || got.Groups != 5 || got.RTTMs != 50 || got.ElectionRTT != 20 {
+	if got.Bench != "groups" || got.Groups != 5 || got.Nodes != 3 || got.Replicas != 15 || got.RTTMs != 100 ||
+		got.ElectionRTT != 10 || got.HeartbeatRTT != 2 || got.Quiesce {
 		t.Errorf("result does not echo the configuration: %s", out.String())
 	}
 	// Sane, not a speed target: a leader per group takes at least part of an election timeout.
@@ -62,24 +65,44 @@ func TestRunGroups(t *testing.T) {
 	if want := round3((got.RSSAfterMiB - got.RSSBeforeMiB) / 5); got.RSSPerGroupMiB < want-0.01 || got.RSSPerGroupMiB > want+0.01 {
 		t.Errorf("rss per group %v, want (after - before)/5 = %v", got.RSSPerGroupMiB, want)
 	}
+	if want := round3((got.RSSAfterMiB - got.RSSBeforeMiB) / 15); got.RSSPerReplicaMiB < want-0.01 || got.RSSPerReplicaMiB > want+0.01 {
+		t.Errorf("rss per replica %v, want (after - before)/15 = %v", got.RSSPerReplicaMiB, want)
+	}
+	if want := round3((got.HeapAfterMiB - got.HeapBeforeMiB) / 15); got.HeapPerReplicaMiB < want-0.01 || got.HeapPerReplicaMiB > want+0.01 {
+		t.Errorf("heap per replica %v, want (after - before)/15 = %v", got.HeapPerReplicaMiB, want)
+	}
 	if got.HeapAfterMiB <= got.HeapBeforeMiB {
 		t.Errorf("heap before %v, after %v MiB: the host and its groups must show", got.HeapBeforeMiB, got.HeapAfterMiB)
 	}
 	if got.Goroutines <= 0 {
 		t.Errorf("goroutines = %d", got.Goroutines)
 	}
-	if got.IdleS < 0.2 || got.IdleCores < 0 {
-		t.Errorf("idle %v s, %v cores: want a window of at least 0.2 s", got.IdleS, got.IdleCores)
+	if got.IdleS < 0.2 || got.IdleCores < 0 || got.SettleS != 0.1 {
+		t.Errorf("settle %v s, idle %v s, %v cores: want 0.1 s, then a window of at least 0.2 s", got.SettleS, got.IdleS, got.IdleCores)
 	}
 	if !got.Write || got.WritesOK != 5 || got.WriteErrors != 0 || got.FirstError != "" {
 		t.Errorf("writes ok %d, errors %d (%s): want 5 and none", got.WritesOK, got.WriteErrors, got.FirstError)
 	}
 
-	if want := "start elect idle write finished"; strings.Join(phases, " ") != want {
+	// Both throughput runs wrote to the groups they were meant to, without errors.
+	if got.ThroughputS != 0.3 || got.ThroughputWriters != 8 || got.HotGroups != 2 || got.All == nil || got.Hot == nil {
+		t.Fatalf("throughput not reported as configured: %s", out.String())
+	}
+	for _, r := range []*GroupsWriteRate{got.All, got.Hot} {
+		if r.Puts <= 0 || r.Errors != 0 || r.PutsPerS <= 0 || r.FirstError != "" {
+			t.Errorf("throughput run over %d groups: %+v", r.Groups, *r)
+		}
+	}
+	if got.All.Groups != 5 || got.Hot.Groups != 2 || got.HotOverAll != ratio(got.Hot.PutsPerS, got.All.PutsPerS) {
+		t.Errorf("all %d groups, hot %d groups, ratio %v", got.All.Groups, got.Hot.Groups, got.HotOverAll)
+	}
+
+	if want := "start elect settle idle write all hot finished"; strings.Join(phases, " ") != want {
 		t.Errorf("progress phases %q, want %q", phases, want)
 	}
 	var table bytes.Buffer
-	if err := WriteGroupsTable(&table, r); err != nil || !strings.Contains(table.String(), "5/5") {
+	if err := WriteGroupsTable(&table, r); err != nil || !strings.Contains(table.String(), "5/5") ||
+		!strings.Contains(table.String(), "2 groups ÷ all") {
 		t.Errorf("table (err %v):\n%s", err, table.String())
 	}
 	// The Host and the engine are closed, the temporary directory is removed.
@@ -93,7 +116,7 @@ func TestRunGroups(t *testing.T) {
 
 func TestRunGroupsKeepsGivenDir(t *testing.T) {
 	parent := t.TempDir()
-	cfg := GroupsConfig{Count: 1, Dir: parent}
+	cfg := GroupsConfig{Count: 1, Dir: parent} // no idle window, no throughput runs
 	if _, err := RunGroups(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +130,14 @@ func TestRunGroupsKeepsGivenDir(t *testing.T) {
 }
 
 func TestGroupsConfigValidate(t *testing.T) {
-	err := GroupsConfig{Count: 0, Idle: -time.Second}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "count must be between 1 and 999999, got 0") ||
-		!strings.Contains(err.Error(), "idle must not be negative") {
-		t.Errorf("Validate() = %v, want both problems", err)
+	err := GroupsConfig{Count: 0, Idle: -time.Second, Settle: -time.Second, Throughput: -time.Second,
+		Writers: -1, HotGroups: -1}.Validate()
+	for _, want := range []string{"count must be between 1 and 999999, got 0", "idle must not be negative",
+		"settle must not be negative", "throughput must not be negative", "writers must not be negative",
+		"hot groups must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %q", err, want)
+		}
 	}
 	if err := DefaultGroupsConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)

@@ -34,6 +34,9 @@ type PutConfig struct {
 	Warmup time.Duration
 	// Keys is the key space: keys are "user%012d" of a uniform random number in [0, Keys).
 	Keys int64
+	// Ranges, for bondkv, pre-splits the key space into this many ranges of equal key count
+	// before the writers start (0 or 1: one range). Other engines ignore it.
+	Ranges int
 	// Dir, if set, holds the data under Dir/<engine> (which must not hold anything yet) and is
 	// kept. If empty, the data goes to a fresh temporary directory removed afterwards.
 	Dir string
@@ -59,6 +62,9 @@ type Progress struct {
 	OpsPerSec float64
 	// Done is set on the last call.
 	Done bool
+	// Steps > 0 marks a preparation before the writers start (pre-splitting ranges): Step of
+	// Steps are done. Elapsed is then the preparation's time and Total is 0.
+	Step, Steps int
 }
 
 // DefaultPutConfig is the configuration kvbench put starts from.
@@ -99,6 +105,11 @@ func (c PutConfig) Validate() error {
 	if c.Warmup < 0 {
 		errs = append(errs, fmt.Errorf("warm-up must not be negative, got %v", c.Warmup))
 	}
+	if c.Ranges < 0 || c.Ranges > 100000 {
+		errs = append(errs, fmt.Errorf("ranges must be between 0 and 100000, got %d", c.Ranges))
+	} else if int64(c.Ranges) > c.Keys {
+		errs = append(errs, fmt.Errorf("ranges (%d) must not exceed keys (%d)", c.Ranges, c.Keys))
+	}
 	if c.Keys < 1 || c.Keys > maxKeys {
 		errs = append(errs, fmt.Errorf("keys must be between 1 and %d, got %d", int64(maxKeys), c.Keys))
 	}
@@ -133,7 +144,8 @@ func runPut(ctx context.Context, cfg PutConfig, e Engine) (res *Result, err erro
 			res, err = nil, cerr
 		}
 	}()
-	openErr := e.Open(ctx, EngineConfig{Dir: dir, Nodes: cfg.nodes(), Logger: cfg.Logger})
+	openErr := e.Open(ctx, EngineConfig{Dir: dir, Nodes: cfg.nodes(), Logger: cfg.Logger,
+		Ranges: cfg.Ranges, Keys: cfg.Keys, Progress: cfg.Progress})
 	defer func() {
 		if cerr := e.Close(); cerr != nil && err == nil {
 			res, err = nil, fmt.Errorf("%s: close: %w", cfg.Engine, cerr)

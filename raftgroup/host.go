@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -17,6 +18,10 @@ import (
 // DefaultTimeout bounds a call whose context has no deadline: dragonboat needs one on every
 // request, bondkv never requires the caller to set one (STYLE.md).
 const DefaultTimeout = 10 * time.Second
+
+// ErrNoReplica is returned by calls for a range this node runs no replica of (never started,
+// stopped, merged away or moved elsewhere).
+var ErrNoReplica = errors.New("raftgroup: no replica of the range on this node")
 
 // attemptTimeout bounds one attempt of a proposal or read; a request dropped because the group
 // is not ready (no leader yet, leader just changed) is retried until the caller's deadline.
@@ -32,7 +37,21 @@ type Host struct {
 	mu        sync.Mutex
 	closed    bool
 	proposers map[base.RangeID]*proposer
+	rids      map[base.RangeID]uint64 // this node's replica IDs, cached (see replicaid.go)
 	closeOnce sync.Once
+
+	events atomic.Pointer[func(Event)]
+}
+
+// SetEvents installs f to receive the splits and merges applied by this node's replicas from
+// now on. Set it before starting replicas. f runs on a replica's apply path: it must not block
+// (hand the event to a goroutine) and must not call back into the Host synchronously.
+func (h *Host) SetEvents(f func(Event)) { h.events.Store(&f) }
+
+func (h *Host) emit(e Event) {
+	if f := h.events.Load(); f != nil && *f != nil {
+		(*f)(e)
+	}
 }
 
 // NewHost starts the node's NodeHost. It does not start any replica.
@@ -52,6 +71,7 @@ func NewHost(cfg Config) (*Host, error) {
 		nh:         nh,
 		unregister: unregister,
 		proposers:  make(map[base.RangeID]*proposer),
+		rids:       make(map[base.RangeID]uint64),
 	}, nil
 }
 
@@ -78,15 +98,18 @@ func (h *Host) Close() {
 	})
 }
 
-// Replica describes how to start this node's replica of a range.
+// Replica describes how to start this node's replica of a range. The range's span lives in
+// its state in the engine (store.RangeState): a bootstrapped range needs one (InitRange) before
+// it starts; a joining replica gets it with its first snapshot.
 type Replica struct {
 	// Range is the range (dragonboat shard) ID.
 	Range base.RangeID
-	// Span is the range's user-key span; its snapshots cover exactly this span.
-	Span base.Span
-	// Members are the initial voters (node → Raft address) when the group is created for the
-	// first time. Ignored on restart and when Join is set.
-	Members map[base.NodeID]string
+	// ReplicaID is this node's replica ID in the group (see NodeOf): 0 = the one it had
+	// before, or the node ID. A joining replica gets the ID the membership change gave it.
+	ReplicaID uint64
+	// Members are the initial voters (replica ID → Raft address) when the group is created for
+	// the first time. Ignored on restart and when Join is set.
+	Members map[uint64]string
 	// Join starts a replica that was added to an existing group by a membership change; it
 	// catches up from the leader (through a snapshot if the log was compacted).
 	Join bool
@@ -100,19 +123,34 @@ func (h *Host) StartReplica(r Replica) error {
 	if err := h.checkOpen(); err != nil {
 		return err
 	}
-	if r.Range == 0 || !r.Span.Valid() {
+	if r.Range == 0 {
 		return fmt.Errorf("raftgroup: start range %d: %w", r.Range, base.ErrInvalidRange)
+	}
+	rid := r.ReplicaID
+	if rid == 0 {
+		rid = h.localReplicaID(r.Range)
+	} else if NodeOf(rid) != h.cfg.NodeID {
+		return fmt.Errorf("raftgroup: start range %d: replica id %#x is not of node %d", r.Range, rid, h.cfg.NodeID)
 	}
 	members := make(map[uint64]dragonboat.Target, len(r.Members))
 	if !r.Join {
 		for id, addr := range r.Members {
-			members[uint64(id)] = addr
+			members[id] = addr
+		}
+		if len(members) > 0 {
+			if _, ok := members[rid]; !ok {
+				return fmt.Errorf("raftgroup: start range %d: replica %#x is not among the initial members", r.Range, rid)
+			}
 		}
 	}
+	if err := h.setLocalReplicaID(r.Range, rid); err != nil {
+		return err
+	}
 	rc := ReplicaConfig(h.cfg, r.Range)
+	rc.ReplicaID = rid
 	rc.IsNonVoting = r.NonVoting
 	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
-		return &stateMachine{engine: h.cfg.Engine, id: r.Range, span: r.Span}
+		return &stateMachine{engine: h.cfg.Engine, id: r.Range, events: h.emit}
 	}
 	if err := h.nh.StartOnDiskReplica(members, r.Join, create, rc); err != nil {
 		if errors.Is(err, dragonboat.ErrShardAlreadyExist) {
@@ -140,6 +178,82 @@ func (h *Host) StopReplica(id base.RangeID) error {
 		return fmt.Errorf("raftgroup: stop range %d: %w", id, err)
 	}
 	return nil
+}
+
+// Bootstrapped reports whether dragonboat holds this node's replica of id (started at least
+// once, and not removed): a restart then needs neither members nor Join.
+func (h *Host) Bootstrapped(id base.RangeID) bool {
+	return h.nh.HasNodeInfo(uint64(id), h.localReplicaID(id))
+}
+
+// LocalReplica is what this node knows of one of its running replicas without asking others.
+type LocalReplica struct {
+	Range     base.RangeID
+	Leader    bool
+	NonVoting bool
+	// Voters are the voting members as this replica last applied its membership, by node,
+	// and ReplicaIDs their replica IDs.
+	Voters     map[base.NodeID]string
+	ReplicaIDs map[base.NodeID]uint64
+}
+
+// LocalReplicas lists the replicas running on this node.
+func (h *Host) LocalReplicas() []LocalReplica {
+	if h.checkOpen() != nil {
+		return nil
+	}
+	info := h.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	out := make([]LocalReplica, 0, len(info.ShardInfoList))
+	for _, si := range info.ShardInfoList {
+		lr := LocalReplica{
+			Range: base.RangeID(si.ShardID), Leader: si.IsLeader, NonVoting: si.IsNonVoting,
+			Voters: make(map[base.NodeID]string, len(si.Replicas)),
+		}
+		lr.ReplicaIDs = make(map[base.NodeID]uint64, len(si.Replicas))
+		for rid, a := range si.Replicas {
+			lr.Voters[NodeOf(rid)] = a
+			lr.ReplicaIDs[NodeOf(rid)] = rid
+		}
+		out = append(out, lr)
+	}
+	return out
+}
+
+// Running reports whether this node runs a replica of id.
+func (h *Host) Running(id base.RangeID) bool {
+	if h.checkOpen() != nil {
+		return false
+	}
+	_, err := h.nh.GetNodeUser(uint64(id))
+	return err == nil
+}
+
+// DestroyReplica stops this node's replica of id and deletes dragonboat's data of it (log,
+// snapshots, bootstrap record), so that the range can later be added back to this node. The
+// node must no longer be a member of the range (RemoveReplica), or the range must have been
+// merged away; the engine's copy is the caller's to clear.
+func (h *Host) DestroyReplica(ctx context.Context, id base.RangeID) error {
+	if err := h.StopReplica(id); err != nil {
+		return err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for {
+		err := h.nh.SyncRemoveData(ctx, uint64(id), h.localReplicaID(id))
+		if err == nil {
+			return h.setLocalReplicaID(id, 0)
+		}
+		if errors.Is(err, dragonboat.ErrShardNotStopped) {
+			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+				return fmt.Errorf("raftgroup: destroy range %d: %w", id, err)
+			}
+			continue
+		}
+		if errors.Is(err, dragonboat.ErrClosed) {
+			return base.ErrClosed
+		}
+		return fmt.Errorf("raftgroup: destroy range %d: %w", id, err)
+	}
 }
 
 func (h *Host) checkOpen() error {
@@ -188,6 +302,19 @@ type ProposalStats struct {
 	Entries, Commands uint64
 }
 
+// Busy reports whether this node has writes to range id queued or in flight.
+func (h *Host) Busy(id base.RangeID) bool {
+	h.mu.Lock()
+	p := h.proposers[id]
+	h.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending) > 0 || len(p.slots) > 0
+}
+
 // ProposalStats returns range id's proposal counters on this node.
 func (h *Host) ProposalStats(id base.RangeID) ProposalStats {
 	h.mu.Lock()
@@ -227,6 +354,8 @@ func (h *Host) retryable(ctx context.Context, err error) (bool, error) {
 	switch {
 	case errors.Is(err, dragonboat.ErrClosed):
 		return false, base.ErrClosed
+	case errors.Is(err, dragonboat.ErrShardNotFound), errors.Is(err, dragonboat.ErrShardClosed):
+		return false, ErrNoReplica
 	case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrSystemBusy),
 		errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 	default:
@@ -251,7 +380,7 @@ func (h *Host) Leader(id base.RangeID) (base.NodeID, bool) {
 	if err != nil || !ok {
 		return 0, false
 	}
-	return base.NodeID(leader), true
+	return NodeOf(leader), true
 }
 
 // WaitLeader polls until range id has a known leader or ctx ends.

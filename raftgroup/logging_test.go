@@ -54,13 +54,16 @@ func startLogged(t *testing.T, level slog.Level) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := e.InitRange(testRange, store.RangeState{Span: base.FullSpan, Generation: 1}); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	h, err := NewHost(Config{NodeID: 1, Dir: dir, RaftAddress: addr, Engine: e, Logger: slog.New(rec)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { h.Close(); e.Close() }()
-	if err := h.StartReplica(Replica{Range: testRange, Span: base.FullSpan, Members: map[base.NodeID]string{1: addr}}); err != nil {
+	if err := h.StartReplica(Replica{Range: testRange, Members: map[uint64]string{1: addr}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.WaitLeader(context.Background(), testRange); err != nil {

@@ -32,10 +32,13 @@ type outcome struct {
 }
 
 type waiter struct {
-	ctx  context.Context
-	cmds []store.Command // copies: the caller's buffers are free once propose returns
-	size int
-	done chan outcome // buffered 1
+	ctx context.Context
+	// exclusive commands (admin operations, conditional writes) travel in an entry of their
+	// own: their entry's outcome depends on them alone.
+	exclusive bool
+	cmds      []store.Command // copies: the caller's buffers are free once propose returns
+	size      int
+	done      chan outcome // buffered 1
 }
 
 // newWaiter copies cmds' keys and values into one buffer, so that an entry built after its caller
@@ -43,16 +46,21 @@ type waiter struct {
 func newWaiter(ctx context.Context, cmds []store.Command) *waiter {
 	n := 0
 	for _, c := range cmds {
-		n += len(c.Key) + len(c.Value)
+		n += len(c.Key) + len(c.Value) + len(c.Expect)
 	}
 	buf := make([]byte, 0, n)
-	w := &waiter{ctx: ctx, cmds: make([]store.Command, len(cmds)), done: make(chan outcome, 1)}
+	w := &waiter{ctx: ctx, cmds: make([]store.Command, len(cmds)), done: make(chan outcome, 1),
+		exclusive: store.IsExclusive(cmds)}
 	for i, c := range cmds {
 		buf = append(buf, c.Key...)
 		k := buf[len(buf)-len(c.Key):]
 		buf = append(buf, c.Value...)
 		v := buf[len(buf)-len(c.Value):]
-		w.cmds[i] = store.Command{Op: c.Op, Key: k, Value: v}
+		w.cmds[i] = store.Command{Op: c.Op, Key: k, Value: v, ExpectAbsent: c.ExpectAbsent}
+		if c.Expect != nil {
+			buf = append(buf, c.Expect...)
+			w.cmds[i].Expect = buf[len(buf)-len(c.Expect):]
+		}
 		w.size += len(c.Key) + len(c.Value) + 16
 	}
 	return w
@@ -187,7 +195,7 @@ func (p *proposer) take() []*waiter {
 	n, size, cmds := 0, 0, 0
 	for n < len(p.pending) {
 		w := p.pending[n]
-		if n > 0 && (size+w.size > maxBatchBytes || cmds+len(w.cmds) > maxBatchCmds) {
+		if n > 0 && (size+w.size > maxBatchBytes || cmds+len(w.cmds) > maxBatchCmds || w.exclusive || p.pending[0].exclusive) {
 			break
 		}
 		size += w.size
@@ -232,6 +240,27 @@ func (p *proposer) run(batch []*waiter) {
 	}
 }
 
+// attempt proposes data once. An error means the proposal certainly did not enter the log.
+func (p *proposer) attempt(data []byte) (outcome, error) {
+	rs, err := p.h.nh.Propose(p.session, data, attemptTimeout)
+	if err != nil {
+		return outcome{}, err
+	}
+	r := <-rs.ResultC()
+	rs.Release()
+	switch {
+	case r.Completed():
+		return outcome{res: store.Result{Code: store.ResultCode(r.GetResult().Value)}}, nil
+	case r.Dropped():
+		return outcome{}, dragonboat.ErrShardNotReady
+	case r.Terminated():
+		return outcome{err: fmt.Errorf("range %d: %w: replica stopped", p.id, base.ErrAmbiguous)}, nil
+	case r.Timeout():
+		return outcome{err: fmt.Errorf("range %d: %w: proposal timed out", p.id, base.ErrAmbiguous)}, nil
+	}
+	return outcome{err: fmt.Errorf("range %d: proposal rejected", p.id)}, nil
+}
+
 // proposeEntry hands data to Raft, retrying while the group reports that the proposal was
 // dropped before it entered the log (no leader, busy); those never apply, so a retry cannot
 // apply an entry twice. It stops retrying once every caller has given up (abandoned), so an old
@@ -239,26 +268,24 @@ func (p *proposer) run(batch []*waiter) {
 func (p *proposer) proposeEntry(data []byte, abandoned func() bool) outcome {
 	deadline := time.Now().Add(DefaultTimeout)
 	for {
-		rs, err := p.h.nh.Propose(p.session, data, attemptTimeout)
+		// A proposal handed to a group that has no leader yet may wait in dragonboat's queue
+		// past its timeout and still apply afterwards, so its outcome would be unknown. Until a
+		// leader is known (a new range's first election takes an election timeout), wait here.
+		_, _, ok, err := p.h.nh.GetLeaderID(uint64(p.id))
+		if err == nil && !ok {
+			err = dragonboat.ErrShardNotReady
+		}
 		if err == nil {
-			r := <-rs.ResultC()
-			rs.Release()
-			switch {
-			case r.Completed():
-				return outcome{res: store.Result{Code: store.ResultCode(r.GetResult().Value)}}
-			case r.Dropped():
-				err = dragonboat.ErrShardNotReady
-			case r.Terminated():
-				return outcome{err: fmt.Errorf("range %d: %w: replica stopped", p.id, base.ErrAmbiguous)}
-			case r.Timeout():
-				return outcome{err: fmt.Errorf("range %d: %w: proposal timed out", p.id, base.ErrAmbiguous)}
-			default:
-				return outcome{err: fmt.Errorf("range %d: proposal rejected", p.id)}
+			var o outcome
+			if o, err = p.attempt(data); err == nil {
+				return o
 			}
 		}
 		switch {
-		case errors.Is(err, dragonboat.ErrClosed), errors.Is(err, dragonboat.ErrShardClosed):
+		case errors.Is(err, dragonboat.ErrClosed):
 			return outcome{err: base.ErrClosed}
+		case errors.Is(err, dragonboat.ErrShardNotFound), errors.Is(err, dragonboat.ErrShardClosed):
+			return outcome{err: fmt.Errorf("range %d: %w", p.id, ErrNoReplica)}
 		case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrSystemBusy):
 		default:
 			return outcome{err: fmt.Errorf("range %d: propose: %w", p.id, err)}

@@ -117,7 +117,7 @@ func TestProposeWithoutQuorum(t *testing.T) {
 	n1 := h.nodes[1]
 	n1.start(t)
 	// Three voters, only one running: no quorum, no leader.
-	if err := n1.host.StartReplica(Replica{Range: testRange, Span: base.FullSpan, Members: h.members(1, 2, 3)}); err != nil {
+	if err := n1.host.StartReplica(Replica{Range: testRange, Members: h.members(1, 2, 3)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

@@ -71,6 +71,11 @@ func (n *node) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every replica of the test range starts from the same state (a joiner's is replaced by
+	// the snapshot it receives); InitRange leaves an existing state alone on restart.
+	if err := e.InitRange(testRange, store.RangeState{Span: base.FullSpan, Generation: 1}); err != nil {
+		t.Fatal(err)
+	}
 	host, err := NewHost(Config{
 		NodeID: n.id, Dir: n.dir, RaftAddress: n.addr, Engine: e,
 		RTT: 10 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
@@ -91,10 +96,10 @@ func (n *node) stop() {
 	}
 }
 
-func (h *harness) members(ids ...base.NodeID) map[base.NodeID]string {
-	m := make(map[base.NodeID]string)
+func (h *harness) members(ids ...base.NodeID) map[uint64]string {
+	m := make(map[uint64]string)
 	for _, id := range ids {
-		m[id] = h.nodes[id].addr
+		m[uint64(id)] = h.nodes[id].addr
 	}
 	return m
 }
@@ -109,7 +114,7 @@ func (h *harness) cluster(n int) {
 	for _, id := range ids {
 		nd := h.nodes[id]
 		nd.start(h.t)
-		if err := nd.host.StartReplica(Replica{Range: testRange, Span: base.FullSpan, Members: h.members(ids...)}); err != nil {
+		if err := nd.host.StartReplica(Replica{Range: testRange, Members: h.members(ids...)}); err != nil {
 			h.t.Fatal(err)
 		}
 	}
@@ -167,7 +172,7 @@ func (h *harness) converge(ids ...base.NodeID) {
 		same := true
 		var desc string
 		for i, id := range ids {
-			a, s, err := h.nodes[id].engine.Checksum(testRange, base.FullSpan)
+			a, s, err := h.nodes[id].engine.Checksum(testRange)
 			if err != nil {
 				h.t.Fatal(err)
 			}
@@ -236,11 +241,11 @@ func TestAddNonVotingPromoteRemove(t *testing.T) {
 	}
 	n4 := h.add(4)
 	ctx := context.Background()
-	if err := h.nodes[1].host.AddNonVoting(ctx, testRange, 4, n4.addr); err != nil {
+	if _, err := h.nodes[1].host.AddNonVoting(ctx, testRange, 4, n4.addr); err != nil {
 		t.Fatal(err)
 	}
 	n4.start(t)
-	if err := n4.host.StartReplica(Replica{Range: testRange, Span: base.FullSpan, Join: true, NonVoting: true}); err != nil {
+	if err := n4.host.StartReplica(Replica{Range: testRange, Join: true, NonVoting: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.converge(1, 2, 3, 4)
@@ -257,7 +262,7 @@ func TestAddNonVotingPromoteRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Voters) != 3 || m.Voters[4] == "" || m.Voters[3] != "" || !m.Removed[3] {
+	if len(m.Voters) != 3 || m.Voters[4] == "" || m.Voters[3] != "" || !m.RemovedIDs[3] {
 		t.Fatalf("membership after move: %+v", m)
 	}
 	// Idempotent: repeating finished changes is a no-op.
@@ -301,7 +306,7 @@ func TestLaggingReplicaCatchesUpBySnapshot(t *testing.T) {
 		}
 	}
 	h.nodes[follower].start(t)
-	if err := h.nodes[follower].host.StartReplica(Replica{Range: testRange, Span: base.FullSpan}); err != nil {
+	if err := h.nodes[follower].host.StartReplica(Replica{Range: testRange}); err != nil {
 		t.Fatal(err)
 	}
 	h.converge(1, 2, 3)
@@ -354,14 +359,14 @@ func TestAddVoterCatchesUpBySnapshot(t *testing.T) {
 	}
 	n4 := h.add(4)
 	ctx := context.Background()
-	if err := h.nodes[1].host.AddVoter(ctx, testRange, 4, n4.addr); err != nil {
+	if _, err := h.nodes[1].host.AddVoter(ctx, testRange, 4, n4.addr); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.nodes[2].host.AddVoter(ctx, testRange, 4, n4.addr); err != nil { // idempotent
+	if _, err := h.nodes[2].host.AddVoter(ctx, testRange, 4, n4.addr); err != nil { // idempotent
 		t.Fatal(err)
 	}
 	n4.start(t)
-	if err := n4.host.StartReplica(Replica{Range: testRange, Span: base.FullSpan, Join: true}); err != nil {
+	if err := n4.host.StartReplica(Replica{Range: testRange, Join: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.converge(1, 2, 3, 4)

@@ -11,6 +11,15 @@ import (
 	"github.com/bondkv/bondkv/store"
 )
 
+// Event is a split or merge applied by this node's replica of Range at Index. The callback that
+// receives it (Config.Events) runs on the replica's apply path and must not block.
+type Event struct {
+	Range base.RangeID
+	Index uint64
+	Split *store.SplitResult
+	Merge *store.MergeResult
+}
+
 // ReadFunc is a read served by Host.Read on the local replica once it is known to be up to date
 // (after a ReadIndex round). It must only read.
 type ReadFunc func(e *store.Engine) (any, error)
@@ -20,7 +29,8 @@ type ReadFunc func(e *store.Engine) (any, error)
 type stateMachine struct {
 	engine *store.Engine
 	id     base.RangeID
-	span   base.Span
+	// events receives the splits and merges this replica applies; nil = none.
+	events func(Event)
 	// entries is reused across Update calls; dragonboat calls Update from one goroutine per
 	// replica.
 	entries []store.Entry
@@ -50,7 +60,11 @@ func (s *stateMachine) Update(entries []sm.Entry) ([]sm.Entry, error) {
 		return nil, fmt.Errorf("range %d: apply [%d, %d]: %w", s.id, entries[0].Index, entries[len(entries)-1].Index, err)
 	}
 	for i := range entries {
-		entries[i].Result = sm.Result{Value: uint64(results[i].Code)}
+		r := results[i]
+		entries[i].Result = sm.Result{Value: uint64(r.Code)}
+		if s.events != nil && (r.Split != nil || r.Merge != nil) {
+			s.events(Event{Range: s.id, Index: entries[i].Index, Split: r.Split, Merge: r.Merge})
+		}
 	}
 	return entries, nil
 }
@@ -66,10 +80,10 @@ func (s *stateMachine) Lookup(q any) (any, error) {
 
 func (s *stateMachine) Sync() error { return s.engine.Sync() }
 
-// PrepareSnapshot pins a Pebble snapshot of the range; SaveSnapshot streams it concurrently with
-// further updates.
+// PrepareSnapshot pins a Pebble snapshot of the range (its span as of now); SaveSnapshot streams
+// it concurrently with further updates.
 func (s *stateMachine) PrepareSnapshot() (any, error) {
-	snap, err := s.engine.NewSnapshot(s.id, s.span)
+	snap, err := s.engine.NewSnapshot(s.id)
 	if err != nil {
 		return nil, fmt.Errorf("range %d: prepare snapshot: %w", s.id, err)
 	}
@@ -90,7 +104,7 @@ func (s *stateMachine) SaveSnapshot(ctx any, w io.Writer, done <-chan struct{}) 
 }
 
 func (s *stateMachine) RecoverFromSnapshot(r io.Reader, done <-chan struct{}) error {
-	if err := s.engine.RecoverSnapshot(s.id, s.span, stopReader{r: r, done: done}); err != nil {
+	if err := s.engine.RecoverSnapshot(s.id, stopReader{r: r, done: done}); err != nil {
 		if errors.Is(err, sm.ErrSnapshotStopped) {
 			return sm.ErrSnapshotStopped
 		}

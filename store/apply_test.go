@@ -14,6 +14,7 @@ import (
 func TestApplyAndAppliedIndex(t *testing.T) {
 	e := openMem(t)
 	const id = base.FirstUserRangeID
+	mustInit(t, e, id, base.FullSpan)
 	if got, err := e.AppliedIndex(id); err != nil || got != 0 {
 		t.Fatalf("fresh applied index = %d, %v", got, err)
 	}
@@ -58,6 +59,8 @@ func TestAppliedIndexSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mustInit(t, e, 3, base.FullSpan)
+	mustInit(t, e, 4, base.FullSpan)
 	mustApply(t, e, 3, entry(10, put("k", "v")))
 	mustApply(t, e, 4, entry(3, put("k2", "v")))
 	if err := e.Close(); err != nil {
@@ -78,11 +81,11 @@ func TestAppliedIndexSurvivesReopen(t *testing.T) {
 func TestApplyReapplyIsNoop(t *testing.T) {
 	e := openMem(t)
 	const id = 3
-	span := base.FullSpan
+	mustInit(t, e, id, base.FullSpan)
 	batch := []Entry{entry(1, put("a", "1")), entry(2, put("b", "2"), del("a")), entry(3, put("c", "3"))}
 	mustApply(t, e, id, batch...)
 	before := dump(t, e)
-	_, sumBefore := mustChecksum(t, e, id, span)
+	_, sumBefore := mustChecksum(t, e, id)
 
 	// The whole batch again, and a prefix of it: every entry skipped, nothing written.
 	for _, b := range [][]Entry{batch, batch[:2], batch[2:]} {
@@ -95,7 +98,7 @@ func TestApplyReapplyIsNoop(t *testing.T) {
 	if after := dump(t, e); !maps.Equal(before, after) {
 		t.Fatalf("re-apply changed the engine")
 	}
-	if _, sum := mustChecksum(t, e, id, span); sum != sumBefore {
+	if _, sum := mustChecksum(t, e, id); sum != sumBefore {
 		t.Fatalf("re-apply changed the checksum")
 	}
 
@@ -114,6 +117,7 @@ func TestApplyReapplyIsNoop(t *testing.T) {
 
 func TestApplyMalformedCall(t *testing.T) {
 	e := openMem(t)
+	mustInit(t, e, 3, base.FullSpan)
 	mustApply(t, e, 3, entry(1, put("a", "1")))
 	before := dump(t, e)
 	if _, err := e.Apply(3, []Entry{entry(3, put("x", "1")), entry(2, put("y", "1"))}); err == nil {
@@ -144,7 +148,7 @@ func rejectedEntries() ([]Entry, []error) {
 		entry(13, put("ok", "1"), put(bigKey, "x")),
 		entry(14, put("ok", "1"), put("big", bigValue)),
 		entry(15, del("ok"), del(bigKey)),
-		{Index: 16, Data: []byte{1, 1, 7, 1, 'a'}}, // unknown op
+		{Index: 16, Data: []byte{1, 1, 42, 1, 'a'}}, // unknown op
 	}
 	want := []error{base.ErrCorruption, base.ErrCorruption, base.ErrEmptyKey, base.ErrKeyTooLarge,
 		base.ErrValueTooLarge, base.ErrKeyTooLarge, base.ErrCorruption}
@@ -161,9 +165,10 @@ func TestApplyRejectedEntries(t *testing.T) {
 	var sums [2][32]byte
 	for i := range 2 {
 		e := openMem(t)
+		mustInit(t, e, id, base.FullSpan)
 		results[i] = mustApply(t, e, id, entries...)
 		var applied uint64
-		applied, sums[i] = mustChecksum(t, e, id, base.FullSpan)
+		applied, sums[i] = mustChecksum(t, e, id)
 		if applied != 17 {
 			t.Fatalf("engine %d: applied %d, want 17 (rejected entries still count)", i, applied)
 		}
@@ -200,6 +205,7 @@ func TestApplyRejectedEntries(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	e := openMem(t)
+	mustInit(t, e, 3, base.FullSpan)
 	bigKey := bytes.Repeat([]byte("k"), base.MaxKeySize+1)
 	for _, tc := range []struct {
 		key  []byte
@@ -240,6 +246,8 @@ func TestLimits(t *testing.T) {
 
 func TestRangesAreIndependent(t *testing.T) {
 	e := openMem(t)
+	mustInit(t, e, 3, base.FullSpan)
+	mustInit(t, e, 4, base.FullSpan)
 	mustApply(t, e, 3, entry(5, put("a", "1")))
 	mustApply(t, e, 4, entry(2, put("m", "1")))
 	// Range 4's index 3 is not "already applied" just because range 3 is at 5.
@@ -254,7 +262,8 @@ func TestRangesAreIndependent(t *testing.T) {
 }
 
 func TestResultCodeString(t *testing.T) {
-	for c, want := range map[ResultCode]string{ResultApplied: "applied", ResultRejected: "rejected", ResultSkipped: "skipped", 0: "ResultCode(0)"} {
+	for c, want := range map[ResultCode]string{ResultApplied: "applied", ResultRejected: "rejected", ResultSkipped: "skipped",
+		ResultOutOfSpan: "out of span", ResultFrozen: "frozen", ResultConditionFailed: "condition failed", 0: "ResultCode(0)"} {
 		if c.String() != want {
 			t.Errorf("%d: %q", c, c.String())
 		}

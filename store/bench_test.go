@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/bondkv/bondkv/internal/base"
 )
 
 func openBench(b *testing.B) *Engine {
@@ -13,6 +15,7 @@ func openBench(b *testing.B) *Engine {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Close() })
+	mustInit(b, e, 3, base.FullSpan)
 	return e
 }
 

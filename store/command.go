@@ -14,10 +14,28 @@ type Op uint8
 
 // Command kinds. The numbers are part of the replicated encoding; never reuse one.
 const (
-	// OpPut writes Value under Key.
+	// OpPut writes Value under the user key Key.
 	OpPut Op = 1
-	// OpDelete deletes Key, leaving a tombstone that carries the deletion's version.
+	// OpDelete deletes the user key Key, leaving a tombstone that carries the deletion's version.
 	OpDelete Op = 2
+	// OpPutLocal writes Value under the range-local record key Key (r/<id>/u/<Key>).
+	OpPutLocal Op = 3
+	// OpDeleteLocal leaves a tombstone under the range-local record key Key.
+	OpDeleteLocal Op = 4
+	// OpCPutLocal is OpPutLocal only if the record's current value equals Expect (ExpectAbsent:
+	// only if it is absent or deleted). If a condition of an entry fails, nothing of the entry is
+	// written (ResultConditionFailed).
+	OpCPutLocal Op = 5
+	// OpSplit splits the range at the user key Key; Value is the new right range's ID (8 bytes
+	// big-endian) followed by the new range's initial voters (SplitCommand). Admin op.
+	OpSplit Op = 6
+	// OpFreeze freezes the range: later entries that write are refused. Admin op.
+	OpFreeze Op = 7
+	// OpUnfreeze lifts a freeze. Admin op.
+	OpUnfreeze Op = 8
+	// OpMerge merges the right neighbour into the range; Value is encoded MergeArgs
+	// (MergeCommand). Admin op.
+	OpMerge Op = 9
 )
 
 func (op Op) String() string {
@@ -26,66 +44,176 @@ func (op Op) String() string {
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpPutLocal:
+		return "put-local"
+	case OpDeleteLocal:
+		return "delete-local"
+	case OpCPutLocal:
+		return "cput-local"
+	case OpSplit:
+		return "split"
+	case OpFreeze:
+		return "freeze"
+	case OpUnfreeze:
+		return "unfreeze"
+	case OpMerge:
+		return "merge"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
-// Command is one replicated write. Key is a user key (without the d/ prefix). A delete has no
-// Value.
+// known reports whether op is a command kind this version knows.
+func (op Op) known() bool { return op >= OpPut && op <= OpMerge }
+
+// admin reports whether op changes the range itself (split, freeze, unfreeze, merge). An admin
+// command must be alone in its entry.
+func (op Op) admin() bool { return op >= OpSplit && op <= OpMerge }
+
+// local reports whether op writes a range-local record.
+func (op Op) local() bool { return op == OpPutLocal || op == OpDeleteLocal || op == OpCPutLocal }
+
+// hasValue reports whether op's encoding carries a value.
+func (op Op) hasValue() bool {
+	switch op {
+	case OpPut, OpPutLocal, OpCPutLocal, OpSplit, OpMerge:
+		return true
+	}
+	return false
+}
+
+// Command is one replicated command. Key is a user key (OpPut, OpDelete, the split key of
+// OpSplit) or a range-local record key (the local ops), without any engine prefix. Which fields
+// an op uses is documented with the op; the others must be empty.
 type Command struct {
 	Op    Op
 	Key   []byte
 	Value []byte
+	// Expect and ExpectAbsent are the condition of an OpCPutLocal.
+	Expect       []byte
+	ExpectAbsent bool
 }
+
+// SplitCommand returns the command that splits a range at the user key key, giving the keys
+// from key on to a new range newID whose Raft group starts with members (node → address; the
+// nodes that apply the split and are among them start it).
+func SplitCommand(key []byte, newID base.RangeID, members map[base.NodeID]string) Command {
+	return Command{Op: OpSplit, Key: key, Value: encodeSplitArgs(newID, members)}
+}
+
+// FreezeCommand returns the command that freezes a range (before it is merged into its left
+// neighbour).
+func FreezeCommand() Command { return Command{Op: OpFreeze} }
+
+// UnfreezeCommand returns the command that lifts a freeze (an abandoned merge).
+func UnfreezeCommand() Command { return Command{Op: OpUnfreeze} }
+
+// MergeCommand returns the command, applied to the left range, that merges the right range
+// described by a into it.
+func MergeCommand(a MergeArgs) Command { return Command{Op: OpMerge, Value: encodeMergeArgs(a)} }
 
 // commandsVersion is the first byte of every encoded command batch.
 const commandsVersion byte = 1
 
-// Validate checks what Apply checks before it writes a command: a known op, base.CheckKey on
-// the key, base.CheckValue on the value, and no value on a delete. Proposers call it (through
-// ValidateCommands) so that bad input fails before it reaches consensus.
+// Validate checks what Apply checks of a command on its own before it writes: a known op, the
+// fields the op uses within limits (base.CheckKey on keys, base.CheckValue on values) and the
+// others empty. Proposers call it (through ValidateCommands) so that bad input fails before it
+// reaches consensus.
 func (c Command) Validate() error {
-	switch c.Op {
-	case OpPut:
-		if err := base.CheckKey(c.Key); err != nil {
-			return err
-		}
-		return base.CheckValue(c.Value)
-	case OpDelete:
-		if err := base.CheckKey(c.Key); err != nil {
-			return err
-		}
-		if len(c.Value) != 0 {
-			return errors.New("store: a delete carries no value")
-		}
-		return nil
+	if !c.Op.known() {
+		return fmt.Errorf("store: unknown op %d", uint8(c.Op))
 	}
-	return fmt.Errorf("store: unknown op %d", uint8(c.Op))
+	if c.Op != OpCPutLocal && (len(c.Expect) != 0 || c.ExpectAbsent) {
+		return fmt.Errorf("store: a %s has no condition", c.Op)
+	}
+	switch c.Op {
+	case OpFreeze, OpUnfreeze, OpMerge:
+		if len(c.Key) != 0 {
+			return fmt.Errorf("store: a %s carries no key", c.Op)
+		}
+	default:
+		if err := base.CheckKey(c.Key); err != nil {
+			return err
+		}
+	}
+	if !c.Op.hasValue() && len(c.Value) != 0 {
+		return fmt.Errorf("store: a %s carries no value", c.Op)
+	}
+	switch c.Op {
+	case OpPut, OpPutLocal:
+		return base.CheckValue(c.Value)
+	case OpCPutLocal:
+		if err := base.CheckValue(c.Value); err != nil {
+			return err
+		}
+		if c.ExpectAbsent && len(c.Expect) != 0 {
+			return errors.New("store: a cput expecting absence carries an expected value")
+		}
+		if err := base.CheckValue(c.Expect); err != nil {
+			return fmt.Errorf("expected value: %w", err)
+		}
+	case OpSplit:
+		newID, _, err := decodeSplitArgs(c.Value)
+		if err != nil {
+			return fmt.Errorf("store: %w: split: %w", base.ErrInvalidRange, err)
+		}
+		if newID == 0 {
+			return fmt.Errorf("store: %w: split: new range id 0", base.ErrInvalidRange)
+		}
+	case OpMerge:
+		a, err := decodeMergeArgs(c.Value)
+		if err != nil {
+			return err
+		}
+		return a.validate()
+	}
+	return nil
 }
 
-// ValidateCommands validates each command; the error names the first bad one.
+// ValidateCommands validates each command (the error names the first bad one) and the batch: an
+// admin command (split, freeze, unfreeze, merge) must be the only command of its batch.
 func ValidateCommands(cmds []Command) error {
 	for i, c := range cmds {
 		if err := c.Validate(); err != nil {
 			return fmt.Errorf("command %d (%s): %w", i, c.Op, err)
 		}
+		if c.Op.admin() && len(cmds) > 1 {
+			return fmt.Errorf("command %d (%s): store: an admin command must be alone in its batch, not one of %d", i, c.Op, len(cmds))
+		}
 	}
 	return nil
 }
 
+// IsExclusive reports whether the batch must be proposed on its own, not merged with other
+// writers' commands: it holds an admin command or an OpCPutLocal (whose condition failing would
+// fail the other writers' commands too).
+func IsExclusive(cmds []Command) bool {
+	for _, c := range cmds {
+		if c.Op.admin() || c.Op == OpCPutLocal {
+			return true
+		}
+	}
+	return false
+}
+
 // EncodeCommands appends the encoding of cmds to dst and returns the extended slice:
 //
-//	version byte (1) | count uvarint | count × (op byte | keyLen uvarint | key | [valueLen uvarint | value])
+//	version byte (1) | count uvarint | count × command
+//	command: op byte | keyLen uvarint | key | [valueLen uvarint | value] | [condition]
+//	condition (OpCPutLocal only): 1 (expect absent) | 0, expectLen uvarint | expect
 //
-// The value part is present for OpPut only. There is no checksum: Raft checksums its entries.
-// EncodeCommands does not validate; call ValidateCommands first. A command with an unknown op
-// is encoded without a value and will be rejected by DecodeCommands.
+// The key part is always present (empty for freeze, unfreeze and merge); the value part is
+// present for put, put-local, cput-local, split and merge. There is no checksum: Raft checksums
+// its entries. EncodeCommands does not validate; call ValidateCommands first. A command with an
+// unknown op is encoded with its key only and will be rejected by DecodeCommands.
 func EncodeCommands(dst []byte, cmds []Command) []byte {
 	n := 1 + uvarintLen(uint64(len(cmds)))
 	for _, c := range cmds {
 		n += 1 + uvarintLen(uint64(len(c.Key))) + len(c.Key)
-		if c.Op == OpPut {
+		if c.Op.hasValue() {
 			n += uvarintLen(uint64(len(c.Value))) + len(c.Value)
+		}
+		if c.Op == OpCPutLocal {
+			n += 1 + uvarintLen(uint64(len(c.Expect))) + len(c.Expect)
 		}
 	}
 	dst = slices.Grow(dst, n)
@@ -95,9 +223,18 @@ func EncodeCommands(dst []byte, cmds []Command) []byte {
 		dst = append(dst, byte(c.Op))
 		dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
 		dst = append(dst, c.Key...)
-		if c.Op == OpPut {
+		if c.Op.hasValue() {
 			dst = binary.AppendUvarint(dst, uint64(len(c.Value)))
 			dst = append(dst, c.Value...)
+		}
+		if c.Op == OpCPutLocal {
+			if c.ExpectAbsent {
+				dst = append(dst, 1)
+			} else {
+				dst = append(dst, 0)
+				dst = binary.AppendUvarint(dst, uint64(len(c.Expect)))
+				dst = append(dst, c.Expect...)
+			}
 		}
 	}
 	return dst
@@ -142,15 +279,23 @@ func decodeCommands(dst []Command, b []byte) ([]Command, error) {
 		if d.err != nil {
 			return dst, d.err
 		}
-		var c Command
-		switch op {
-		case OpPut:
-			c = Command{Op: op, Key: d.bytes()}
-			c.Value = d.bytes()
-		case OpDelete:
-			c = Command{Op: op, Key: d.bytes()}
-		default:
+		if !op.known() {
 			return dst, corruptf("command %d: unknown op %d", i, uint8(op))
+		}
+		c := Command{Op: op, Key: d.bytes()}
+		if op.hasValue() {
+			c.Value = d.bytes()
+		}
+		if op == OpCPutLocal {
+			switch absent := d.byte(); {
+			case d.err != nil:
+			case absent == 1:
+				c.ExpectAbsent = true
+			case absent == 0:
+				c.Expect = d.bytes()
+			default:
+				return dst, corruptf("command %d: bad condition marker %d", i, absent)
+			}
 		}
 		if d.err != nil {
 			return dst, fmt.Errorf("command %d: %w", i, d.err)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/bondkv/bondkv/internal/base"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -31,6 +32,7 @@ func runCrash(t *testing.T, seed uint64) {
 	}
 	defer e.Close()
 	const id = 3
+	mustInit(t, e, id, base.FullSpan)
 
 	m := model{}
 	states := map[uint64]model{0: {}} // applied index -> state right after that batch

@@ -13,8 +13,9 @@ import (
 
 // Engine is the storage engine of one node: one pebble DB holding every range replica the node
 // has, plus node-local keys. All methods are safe for concurrent use. Calls on one range that
-// write (Apply, RecoverSnapshot, ClearRange) are serialized per range; calls on different
-// ranges run concurrently.
+// write (Apply, InitRange, RecoverSnapshot, ClearRange, DestroyRange) are serialized per range;
+// calls on different ranges run concurrently (an Apply that splits or merges also locks the
+// other range).
 type Engine struct {
 	db  *pebble.DB
 	log *slog.Logger
@@ -35,13 +36,22 @@ type Engine struct {
 	snaps   map[*Snapshot]struct{}
 }
 
-// rangeState is the per-range write lock and a cache of the range's applied index.
+// rangeState is the per-range write lock and a cache of the range's applied index and state.
+// Every write of a range's applied index or state key holds the range's mu (Apply holds the
+// locks of every range whose state it changes, taken in ascending id order).
 type rangeState struct {
-	mu      sync.Mutex
-	loaded  bool   // applied is valid
-	applied uint64 // the stored applied index, once loaded
+	mu       sync.Mutex
+	loaded   bool       // applied, state and hasState are valid
+	applied  uint64     // the stored applied index, once loaded
+	state    RangeState // the stored state; {Span: base.NoSpan} if hasState is false
+	hasState bool
 
 	recovered atomic.Uint64 // snapshots recovered since Open
+}
+
+// setEmpty records that the range has neither an applied index nor a state. rs.mu must be held.
+func (rs *rangeState) setEmpty() {
+	rs.applied, rs.state, rs.hasState, rs.loaded = 0, RangeState{Span: base.NoSpan}, false, true
 }
 
 // Open opens (creating if necessary) the engine in dir. A nil opts means defaults; *opts is never
@@ -157,14 +167,6 @@ func checkSpan(s base.Span) error {
 		return fmt.Errorf("store: %w: span [%q, %q) is empty or inverted", base.ErrInvalidRange, s.Start, s.End)
 	}
 	return nil
-}
-
-// checkRange rejects range ID 0 (checkRangeID), then an empty or inverted span (checkSpan).
-func checkRange(id base.RangeID, span base.Span) error {
-	if err := checkRangeID(id); err != nil {
-		return err
-	}
-	return checkSpan(span)
 }
 
 // SnapshotsRecovered returns how many snapshots RecoverSnapshot has installed since Open, for

@@ -19,12 +19,13 @@ func TestCloseIdempotentAndErrClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mustInit(t, e, 3, span3)
 	mustApply(t, e, 3, entry(1, put("b", "1")))
-	open, err := e.NewSnapshot(3, span3) // left open: Close releases it
+	open, err := e.NewSnapshot(3) // left open: Close releases it
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, _ := writeSnapshot(t, e, 3, span3)
+	stream, _ := writeSnapshot(t, e, 3)
 	if err := e.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -38,11 +39,20 @@ func TestCloseIdempotentAndErrClosed(t *testing.T) {
 		"Get":             func() error { _, err := e.Get([]byte("b")); return err },
 		"GetRecord":       func() error { _, err := e.GetRecord([]byte("b")); return err },
 		"Scan":            func() error { _, err := e.Scan(base.FullSpan, 0); return err },
-		"NewSnapshot":     func() error { _, err := e.NewSnapshot(3, span3); return err },
+		"NewSnapshot":     func() error { _, err := e.NewSnapshot(3); return err },
 		"WriteTo":         func() error { _, err := open.WriteTo(io.Discard); return err },
-		"RecoverSnapshot": func() error { return e.RecoverSnapshot(3, span3, bytes.NewReader(stream)) },
-		"ClearRange":      func() error { return e.ClearRange(3, span3) },
-		"Checksum":        func() error { _, _, err := e.Checksum(3, span3); return err },
+		"RecoverSnapshot": func() error { return e.RecoverSnapshot(3, bytes.NewReader(stream)) },
+		"ClearRange":      func() error { return e.ClearRange(3) },
+		"DestroyRange":    func() error { return e.DestroyRange(3) },
+		"Checksum":        func() error { _, _, err := e.Checksum(3); return err },
+		"InitRange":       func() error { return e.InitRange(5, RangeState{Span: span3}) },
+		"RangeState":      func() error { _, _, err := e.RangeState(3); return err },
+		"RangeVersion":    func() error { _, err := e.RangeVersion(3); return err },
+		"Ranges":          func() error { _, err := e.Ranges(); return err },
+		"GetLocal":        func() error { _, err := e.GetLocal(3, []byte("k")); return err },
+		"ScanLocal":       func() error { _, err := e.ScanLocal(3, nil, 0); return err },
+		"ApproximateSize": func() error { _, err := e.ApproximateSize(span3); return err },
+		"SplitKey":        func() error { _, err := e.SplitKey(span3); return err },
 		"PutNodeLocal":    func() error { return e.PutNodeLocal("id", []byte("x")) },
 		"GetNodeLocal":    func() error { _, err := e.GetNodeLocal("id"); return err },
 	}
@@ -63,13 +73,14 @@ func TestCloseStopsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mustInit(t, e, 3, span3)
 	mustApply(t, e, 3, entry(1, put("b", "1")))
-	stream, _ := writeSnapshot(t, e, 3, span3)
+	stream, _ := writeSnapshot(t, e, 3)
 	started := make(chan struct{})
 	release := make(chan struct{})
 	done := make(chan error)
 	go func() {
-		done <- e.RecoverSnapshot(3, span3, &gatedReader{r: bytes.NewReader(stream), started: started, release: release})
+		done <- e.RecoverSnapshot(3, &gatedReader{r: bytes.NewReader(stream), started: started, release: release})
 	}()
 	<-started
 	closed := make(chan error)
@@ -195,6 +206,8 @@ func TestPebbleLogger(t *testing.T) {
 // TestConcurrentUse exercises the engine from several goroutines (for -race).
 func TestConcurrentUse(t *testing.T) {
 	e := openMem(t)
+	mustInit(t, e, 3, base.FullSpan)
+	mustInit(t, e, 4, base.FullSpan)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		id := base.RangeID(3 + g%2)
@@ -210,11 +223,11 @@ func TestConcurrentUse(t *testing.T) {
 					continue
 				}
 				_, _ = e.Get([]byte("a"))
-				if _, _, err := e.Checksum(id, base.FullSpan); err != nil {
+				if _, _, err := e.Checksum(id); err != nil {
 					t.Error(err)
 					return
 				}
-				snap, err := e.NewSnapshot(id, base.FullSpan)
+				snap, err := e.NewSnapshot(id)
 				if err != nil {
 					t.Error(err)
 					return

@@ -26,6 +26,14 @@ func openMem(t testing.TB) *Engine {
 	return e
 }
 
+// mustInit gives range id a state with span (generation 0, version base 0) if it has none.
+func mustInit(t testing.TB, e *Engine, id base.RangeID, span base.Span) {
+	t.Helper()
+	if err := e.InitRange(id, RangeState{Span: span}); err != nil {
+		t.Fatalf("init range %d: %v", id, err)
+	}
+}
+
 func put(k, v string) Command { return Command{Op: OpPut, Key: []byte(k), Value: []byte(v)} }
 func del(k string) Command    { return Command{Op: OpDelete, Key: []byte(k)} }
 
@@ -42,9 +50,9 @@ func mustApply(t testing.TB, e *Engine, id base.RangeID, entries ...Entry) []Res
 	return res
 }
 
-func mustChecksum(t testing.TB, e *Engine, id base.RangeID, span base.Span) (uint64, [32]byte) {
+func mustChecksum(t testing.TB, e *Engine, id base.RangeID) (uint64, [32]byte) {
 	t.Helper()
-	applied, sum, err := e.Checksum(id, span)
+	applied, sum, err := e.Checksum(id)
 	if err != nil {
 		t.Fatalf("checksum: %v", err)
 	}
@@ -108,3 +116,6 @@ func diffRecords(got, want map[string]Record) string {
 	}
 	return b.String()
 }
+
+// testMembers are the members split commands in tests carry.
+var testMembers = map[base.NodeID]string{1: "127.0.0.1:1", 2: "127.0.0.1:2"}

@@ -50,3 +50,18 @@ func (e *Engine) GetNodeLocal(key string) ([]byte, error) {
 	defer closer.Close()
 	return append(make([]byte, 0, len(v)), v...), nil
 }
+
+// DeleteNodeLocal durably deletes the node-local key; deleting an absent key is not an error.
+func (e *Engine) DeleteNodeLocal(key string) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.exit()
+	if err := base.CheckKey([]byte(key)); err != nil {
+		return err
+	}
+	if err := e.db.Delete(base.NodeLocalKey(key), pebble.Sync); err != nil {
+		return fmt.Errorf("store: delete node-local %q: %w", key, err)
+	}
+	return nil
+}

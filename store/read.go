@@ -16,7 +16,8 @@ type Value struct {
 	Data []byte
 }
 
-// KV is one key-value pair returned by Scan. Key is a user key; both are owned by the caller.
+// KV is one key-value pair returned by Scan (Key is a user key) or ScanLocal (Key is a
+// range-local record key). Both are owned by the caller.
 type KV struct {
 	Key   []byte
 	Value Value
@@ -77,8 +78,19 @@ func (e *Engine) Scan(span base.Span, limit int) ([]KV, error) {
 		return nil, err
 	}
 	start, end := base.DataSpan(span)
+	out, err := scanRecords(e.db, start, end, len(base.DataPrefix), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: scan: %w", err)
+	}
+	return out, nil
+}
+
+// scanRecords returns the live value records of [start, end) of r, ascending, with keys stripped
+// of their first prefixLen bytes, at most limit of them (limit <= 0: no limit). Keys and values
+// are owned copies.
+func scanRecords(r pebble.Reader, start, end []byte, prefixLen, limit int) ([]KV, error) {
 	var out []KV
-	err := iterate(e.db, start, end, func(k, v []byte) (bool, error) {
+	err := iterate(r, start, end, func(k, v []byte) (bool, error) {
 		r, err := decodeRecord(v)
 		if err != nil {
 			return false, fmt.Errorf("key %q: %w", k, err)
@@ -86,7 +98,7 @@ func (e *Engine) Scan(span base.Span, limit int) ([]KV, error) {
 		if r.Deleted {
 			return true, nil
 		}
-		user := k[len(base.DataPrefix):]
+		user := k[prefixLen:]
 		buf := make([]byte, len(user)+len(r.Data))
 		copy(buf[copy(buf, user):], r.Data)
 		out = append(out, KV{
@@ -95,10 +107,7 @@ func (e *Engine) Scan(span base.Span, limit int) ([]KV, error) {
 		})
 		return limit <= 0 || len(out) < limit, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: scan: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // iterate calls fn for each key in [start, end) of r in ascending order until fn returns false

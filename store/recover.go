@@ -9,13 +9,15 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// RecoverSnapshot replaces everything of range id (its data and intent spans of span, and its
-// range-local span) with the stream r written by Snapshot.WriteTo, and sets the range's applied
-// index to the snapshot's. The whole stream is read and validated before anything is written;
-// the replacement is then one pebble batch (range deletions, then the records, then the applied
-// index) committed with fsync. A truncated or corrupt stream fails with an error wrapping
-// base.ErrCorruption, a stream of another range or span with a *SnapshotMismatchError, and in
-// every failure nothing changes.
+// RecoverSnapshot replaces range id on this node with the stream r written by
+// Snapshot.WriteTo: it deletes the data and intents of the stream's span (the sender's span,
+// from the header) and the whole range-local span of id, then writes the stream's records (the
+// range state among them) and its applied index. Data outside the stream's span is left alone,
+// even if the range owned it before: another range owns it now. The whole stream is read and
+// validated before anything is written; the replacement is then one pebble batch committed with
+// fsync. A truncated or corrupt stream (a missing state, or one whose span is not the header's,
+// included) fails with an error wrapping base.ErrCorruption, a stream of another range with a
+// *SnapshotMismatchError, and in every failure nothing changes.
 //
 // It does not compare the snapshot's applied index with the range's: an older snapshot is
 // installed too. Deciding whether to recover is dragonboat's job, and it legitimately recovers
@@ -23,15 +25,17 @@ import (
 // recovered at startup whatever the state machine's applied index, rolling the range back.
 //
 // The batch holds the whole range in memory: fine up to the split size (64 MiB), see doc.go.
-func (e *Engine) RecoverSnapshot(id base.RangeID, span base.Span, r io.Reader) error {
-	rs, err := e.replaceRange(id, span, "recover snapshot", func(b *pebble.Batch) (uint64, error) {
-		applied, err := readSnapshot(closingReader{r, e.closing}, id, span, func(k, v []byte) error { return b.Set(k, v, nil) })
+func (e *Engine) RecoverSnapshot(id base.RangeID, r io.Reader) error {
+	rs, err := e.replaceRange(id, "recover snapshot", func(b *pebble.Batch, _ RangeState) (uint64, RangeState, bool, error) {
+		clear := func(span base.Span) error { return clearRange(b, id, span) }
+		set := func(k, v []byte) error { return b.Set(k, v, nil) }
+		applied, st, err := readSnapshot(closingReader{r, e.closing}, id, clear, set)
 		if err != nil {
-			return 0, err
+			return 0, RangeState{}, false, err
 		}
 		var idx [8]byte
 		binary.BigEndian.PutUint64(idx[:], applied)
-		return applied, b.Set(base.AppliedIndexKey(id), idx[:], nil)
+		return applied, st, true, b.Set(base.AppliedIndexKey(id), idx[:], nil)
 	})
 	if err != nil {
 		return err
@@ -40,56 +44,55 @@ func (e *Engine) RecoverSnapshot(id base.RangeID, span base.Span, r io.Reader) e
 	return nil
 }
 
-// ClearRange deletes everything of range id (its data and intent spans of span, and its
-// range-local span, applied index included), durably. Used when a replica is removed from
-// this node.
-func (e *Engine) ClearRange(id base.RangeID, span base.Span) error {
-	_, err := e.replaceRange(id, span, "clear", nil)
+// ClearRange deletes everything of range id on this node: the data and intents of the span in
+// its state (none for base.NoSpan or a range without a state) and its whole range-local span,
+// state and applied index included, durably. DestroyRange is the removal of a replica whose
+// span another range may own now; ClearRange is for a range whose data goes with it.
+func (e *Engine) ClearRange(id base.RangeID) error {
+	_, err := e.replaceRange(id, "clear", func(b *pebble.Batch, cur RangeState) (uint64, RangeState, bool, error) {
+		return 0, RangeState{Span: base.NoSpan}, false, clearRange(b, id, cur.Span)
+	})
 	return err
 }
 
 // replaceRange is the common part of RecoverSnapshot and ClearRange. Holding range id's lock, it
-// builds one batch that deletes the range's three spans, lets fill (if not nil) add the new
-// contents and name the applied index they bring (0 without fill), and commits the batch with
-// fsync. op names the operation in errors. On any failure before the commit nothing changes;
-// if the commit fails the cached applied index is dropped, to be reread. It returns the range's
-// state for the caller's bookkeeping after a successful commit.
-func (e *Engine) replaceRange(id base.RangeID, span base.Span, op string, fill func(*pebble.Batch) (applied uint64, err error)) (*rangeState, error) {
+// lets fill build one batch from the range's current state (fill adds the deletions, the new
+// contents, and names the applied index and state they bring) and commits the batch with fsync.
+// op names the operation in errors. On any failure before the commit nothing changes; if the
+// commit fails the cached applied index and state are dropped, to be reread. It returns the
+// range's state for the caller's bookkeeping after a successful commit.
+func (e *Engine) replaceRange(id base.RangeID, op string, fill func(b *pebble.Batch, cur RangeState) (applied uint64, st RangeState, hasState bool, err error)) (*rangeState, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
 	}
 	defer e.exit()
-	if err := checkRange(id, span); err != nil {
+	if err := checkRangeID(id); err != nil {
 		return nil, err
 	}
-	rs := e.rangeState(id)
-	rs.mu.Lock()
+	rs, err := e.lockRange(id)
+	if err != nil {
+		return nil, err
+	}
 	defer rs.mu.Unlock()
 
 	b := e.db.NewBatch()
 	defer b.Close()
-	if err := clearRange(b, id, span); err != nil {
+	applied, st, hasState, err := fill(b, rs.state)
+	if err != nil {
 		return nil, fmt.Errorf("store: range %d: %s: %w", id, op, err)
-	}
-	var applied uint64
-	if fill != nil {
-		var err error
-		if applied, err = fill(b); err != nil {
-			return nil, fmt.Errorf("store: range %d: %s: %w", id, op, err)
-		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		rs.loaded = false // unknown whether it landed: reread next time
 		return nil, fmt.Errorf("store: range %d: %s: commit: %w", id, op, err)
 	}
-	rs.applied, rs.loaded = applied, true
+	rs.applied, rs.state, rs.hasState = applied, st, hasState
 	return rs, nil
 }
 
-// clearRange adds range deletions of range id's three spans to b.
+// clearRange adds range deletions of range id's spans to b: the data and intents of span (none
+// if it is empty) and the range-local span.
 func clearRange(b *pebble.Batch, id base.RangeID, span base.Span) error {
-	s := snapshotSpans(id, span)
-	for _, sp := range s.all() {
+	for _, sp := range snapshotSpans(id, span).all() {
 		if err := b.DeleteRange(sp[0], sp[1], nil); err != nil {
 			return err
 		}

@@ -10,8 +10,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Snapshot is a consistent, point-in-time view of one range on this node: its data span, its
-// intent span and its range-local span, with the applied index of that moment. It pins a pebble
+// Snapshot is a consistent, point-in-time view of one range on this node: the data and intent
+// spans of the span in its state and its range-local span, with the applied index and the state
+// of that moment. It pins a pebble
 // snapshot (which holds back compaction of overwritten data) until Close. Engine.Close closes
 // snapshots still open.
 type Snapshot struct {
@@ -24,13 +25,15 @@ type Snapshot struct {
 	snap *pebble.Snapshot
 }
 
-// NewSnapshot takes a snapshot of range id, whose user span is span, now.
-func (e *Engine) NewSnapshot(id base.RangeID, span base.Span) (*Snapshot, error) {
+// NewSnapshot takes a snapshot of range id now; its span is the one in the range's state. A
+// range without a state on this node cannot be snapshotted (the error wraps
+// base.ErrInvalidRange): a stream without a state could not be recovered.
+func (e *Engine) NewSnapshot(id base.RangeID) (*Snapshot, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
 	}
 	defer e.exit()
-	if err := checkRange(id, span); err != nil {
+	if err := checkRangeID(id); err != nil {
 		return nil, err
 	}
 	snap := e.db.NewSnapshot()
@@ -39,7 +42,15 @@ func (e *Engine) NewSnapshot(id base.RangeID, span base.Span) (*Snapshot, error)
 		snap.Close()
 		return nil, err
 	}
-	s := &Snapshot{e: e, id: id, span: cloneSpan(span), applied: applied, snap: snap}
+	st, ok, err := readState(snap, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("store: range %d: snapshot: %w: no range state on this node", id, base.ErrInvalidRange)
+	}
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	s := &Snapshot{e: e, id: id, span: st.Span, applied: applied, snap: snap}
 	e.snapsMu.Lock()
 	e.snaps[s] = struct{}{}
 	e.snapsMu.Unlock()
@@ -48,6 +59,9 @@ func (e *Engine) NewSnapshot(id base.RangeID, span base.Span) (*Snapshot, error)
 
 // AppliedIndex is the range's applied index at the moment the snapshot was taken.
 func (s *Snapshot) AppliedIndex() uint64 { return s.applied }
+
+// Span is the range's span at the moment the snapshot was taken (the stream header's).
+func (s *Snapshot) Span() base.Span { return cloneSpan(s.span) }
 
 // WriteTo streams the snapshot to w in the format described in doc.go. It is
 // WriteToContext with a background context.

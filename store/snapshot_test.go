@@ -24,6 +24,8 @@ var (
 // store has no intent API yet, but snapshots must carry them), and a node-local key.
 func fillRanges(t testing.TB, e *Engine, rng *rand.Rand, tag string) {
 	t.Helper()
+	mustInit(t, e, 3, span3)
+	mustInit(t, e, 4, span4)
 	var next3, next4 uint64
 	for range 10 {
 		entries := randomBatch(rng, &next3)
@@ -84,9 +86,9 @@ func without(d map[string]string, id base.RangeID, span base.Span) map[string]st
 	return out
 }
 
-func writeSnapshot(t testing.TB, e *Engine, id base.RangeID, span base.Span) ([]byte, uint64) {
+func writeSnapshot(t testing.TB, e *Engine, id base.RangeID) ([]byte, uint64) {
 	t.Helper()
-	snap, err := e.NewSnapshot(id, span)
+	snap, err := e.NewSnapshot(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +111,15 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	fillRanges(t, src, rng, "S")
 	fillRanges(t, dst, rng, "D") // keys only in the target, in every span
 
-	snap, err := src.NewSnapshot(3, span3)
+	snap, err := src.NewSnapshot(3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snap.Close()
-	wantApplied, wantSum := mustChecksum(t, src, 3, span3)
+	if !snap.Span().Equal(span3) {
+		t.Fatalf("snapshot span %s", snap.Span())
+	}
+	wantApplied, wantSum := mustChecksum(t, src, 3)
 	if snap.AppliedIndex() != wantApplied {
 		t.Fatalf("snapshot applied %d, checksum applied %d", snap.AppliedIndex(), wantApplied)
 	}
@@ -133,7 +138,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 
 	dstBefore := dump(t, dst)
-	_, sum4 := mustChecksum(t, dst, 4, span4)
+	_, sum4 := mustChecksum(t, dst, 4)
 	targetOnly := 0
 	for k := range rangeDump(t, dst, 3, span3) {
 		if _, ok := wantRange[k]; !ok {
@@ -143,13 +148,13 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if targetOnly == 0 {
 		t.Fatal("test setup: the target has no keys of its own in range 3")
 	}
-	if err := dst.RecoverSnapshot(3, span3, bytes.NewReader(stream)); err != nil {
+	if err := dst.RecoverSnapshot(3, bytes.NewReader(stream)); err != nil {
 		t.Fatalf("seed %d: recover: %v", seed, err)
 	}
 	if n, n3, n4 := dst.SnapshotsRecovered(), dst.SnapshotsRecovered(3), dst.SnapshotsRecovered(4); n != 1 || n3 != 1 || n4 != 0 {
 		t.Fatalf("SnapshotsRecovered: all %d, range 3 %d, range 4 %d", n, n3, n4)
 	}
-	applied, sum := mustChecksum(t, dst, 3, span3)
+	applied, sum := mustChecksum(t, dst, 3)
 	if applied != wantApplied || sum != wantSum {
 		t.Fatalf("seed %d: recovered checksum (%d, %x), want (%d, %x)", seed, applied, sum, wantApplied, wantSum)
 	}
@@ -164,7 +169,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if got, want := without(dump(t, dst), 3, span3), without(dstBefore, 3, span3); !maps.Equal(got, want) {
 		t.Fatalf("seed %d: recover touched other ranges or node-local keys", seed)
 	}
-	if _, s := mustChecksum(t, dst, 4, span4); s != sum4 {
+	if _, s := mustChecksum(t, dst, 4); s != sum4 {
 		t.Fatal("recover changed range 4's checksum")
 	}
 	if id, err := dst.GetNodeLocal("identity"); err != nil || string(id) != "node-D" {
@@ -174,8 +179,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if res := mustApply(t, dst, 3, entry(wantApplied, put("bx", "1")), entry(wantApplied+1, put("bafter", "x"))); res[0].Code != ResultSkipped || res[1].Code != ResultApplied {
 		t.Fatalf("apply after recover: %+v", res)
 	}
-	_, s1 := mustChecksum(t, src, 3, span3)
-	_, s2 := mustChecksum(t, dst, 3, span3)
+	_, s1 := mustChecksum(t, src, 3)
+	_, s2 := mustChecksum(t, dst, 3)
 	if s1 != s2 {
 		t.Fatal("engines diverged after applying the same entry")
 	}
@@ -183,15 +188,17 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 func TestSnapshotEmptyRange(t *testing.T) {
 	src, dst := openMem(t), openMem(t)
-	mustApply(t, dst, 3, entry(7, put("b", "1")))
-	stream, applied := writeSnapshot(t, src, 3, span3)
+	mustInit(t, src, 3, span3)
+	mustInit(t, dst, 3, span3)
+	mustApply(t, dst, 3, entry(7, put("b", "1"), Command{Op: OpPutLocal, Key: []byte("l"), Value: []byte("v")}))
+	stream, applied := writeSnapshot(t, src, 3)
 	if applied != 0 {
 		t.Fatalf("applied %d", applied)
 	}
-	if err := dst.RecoverSnapshot(3, span3, bytes.NewReader(stream)); err != nil {
+	if err := dst.RecoverSnapshot(3, bytes.NewReader(stream)); err != nil {
 		t.Fatal(err)
 	}
-	if got := rangeDump(t, dst, 3, span3); len(got) != 1 { // only the applied index
+	if got := rangeDump(t, dst, 3, span3); len(got) != 2 { // only the applied index and the state
 		t.Fatalf("range not emptied: %v", got)
 	}
 	if a, _ := dst.AppliedIndex(3); a != 0 {
@@ -205,12 +212,12 @@ func TestRecoverSnapshotRejects(t *testing.T) {
 	src, dst := openMem(t), openMem(t)
 	fillRanges(t, src, rng, "S")
 	fillRanges(t, dst, rng, "D")
-	stream, _ := writeSnapshot(t, src, 3, span3)
+	stream, _ := writeSnapshot(t, src, 3)
 	before := dump(t, dst)
-	_, sumBefore := mustChecksum(t, dst, 3, span3)
+	_, sumBefore := mustChecksum(t, dst, 3)
 	unchanged := func(what string) {
 		t.Helper()
-		if _, sum := mustChecksum(t, dst, 3, span3); sum != sumBefore {
+		if _, sum := mustChecksum(t, dst, 3); sum != sumBefore {
 			t.Fatalf("seed %d: %s changed the target's checksum", seed, what)
 		}
 		if !maps.Equal(before, dump(t, dst)) {
@@ -230,44 +237,37 @@ func TestRecoverSnapshotRejects(t *testing.T) {
 		cuts = append(cuts, rng.IntN(len(stream)))
 	}
 	for _, n := range cuts {
-		if err := dst.RecoverSnapshot(3, span3, bytes.NewReader(stream[:n])); !isCorrupt(err) {
+		if err := dst.RecoverSnapshot(3, bytes.NewReader(stream[:n])); !isCorrupt(err) {
 			t.Fatalf("seed %d: stream cut at %d of %d: %v, want ErrCorruption", seed, n, len(stream), err)
 		}
 	}
 	unchanged("a truncated stream")
 
-	// A flipped byte anywhere: corruption, or a mismatch where it lands in the header's id or span.
+	// A flipped byte anywhere: corruption (the header's span must match the stream's state), or
+	// a mismatch where it lands in the header's id.
 	for range 200 {
 		bad := bytes.Clone(stream)
 		pos := rng.IntN(len(bad))
 		bad[pos] ^= byte(1 + rng.IntN(255))
-		if err := dst.RecoverSnapshot(3, span3, bytes.NewReader(bad)); !isCorrupt(err) && !isMismatch(err) {
+		if err := dst.RecoverSnapshot(3, bytes.NewReader(bad)); !isCorrupt(err) && !isMismatch(err) {
 			t.Fatalf("seed %d: byte %d flipped: %v", seed, pos, err)
 		}
 	}
 	unchanged("a corrupted stream")
 
 	// Trailing data.
-	if err := dst.RecoverSnapshot(3, span3, bytes.NewReader(append(bytes.Clone(stream), 0))); !isCorrupt(err) {
+	if err := dst.RecoverSnapshot(3, bytes.NewReader(append(bytes.Clone(stream), 0))); !isCorrupt(err) {
 		t.Fatalf("trailing byte: %v", err)
 	}
-	// Another range, another span.
+	// Another range.
 	var m *SnapshotMismatchError
-	if err := dst.RecoverSnapshot(4, span3, bytes.NewReader(stream)); !errors.As(err, &m) || m.GotID != 3 || m.WantID != 4 {
+	if err := dst.RecoverSnapshot(4, bytes.NewReader(stream)); !errors.As(err, &m) || m.GotID != 3 || m.WantID != 4 {
 		t.Fatalf("wrong range id: %v", err)
-	}
-	for _, sp := range []base.Span{{Start: []byte("a"), End: []byte("n")}, {Start: []byte("a")}, {End: []byte("m")}} {
-		if err := dst.RecoverSnapshot(3, sp, bytes.NewReader(stream)); !isMismatch(err) {
-			t.Fatalf("wrong span [%q, %q): %v", sp.Start, sp.End, err)
-		}
 	}
 	// A read error is returned as such, not as corruption.
 	boom := errors.New("boom")
-	if err := dst.RecoverSnapshot(3, span3, &failingReader{data: stream, at: len(stream) / 2, err: boom}); !errors.Is(err, boom) || isCorrupt(err) {
+	if err := dst.RecoverSnapshot(3, &failingReader{data: stream, at: len(stream) / 2, err: boom}); !errors.Is(err, boom) || isCorrupt(err) {
 		t.Fatalf("read error: %v", err)
-	}
-	if err := dst.RecoverSnapshot(3, base.Span{Start: []byte("m"), End: []byte("a")}, bytes.NewReader(stream)); !errors.Is(err, base.ErrInvalidRange) {
-		t.Fatalf("invalid span: %v", err)
 	}
 	unchanged("the rejected streams")
 	if n := dst.SnapshotsRecovered(); n != 0 {
@@ -299,9 +299,11 @@ func TestSnapshotStreamCanonical(t *testing.T) {
 		putRecord(b, v, false, []byte(data))
 		return string(b)
 	}
-	craft := func(kvs ...string) []byte {
+	state := string(base.StateKey(3))
+	st3 := string(encodeState(RangeState{Span: span3}))
+	craftSpan := func(span base.Span, kvs ...string) []byte {
 		var buf bytes.Buffer
-		w := newSnapshotWriter(&buf, 3, span3, 9)
+		w := newSnapshotWriter(&buf, 3, span, 9)
 		for i := 0; i < len(kvs); i += 2 {
 			w.record([]byte(kvs[i]), []byte(kvs[i+1]))
 		}
@@ -310,21 +312,34 @@ func TestSnapshotStreamCanonical(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
-	good := craft("d/b", rec(1, "x"), "d/c", rec(2, "y"), "i/b", "intent", string(base.RangeLocalKey(3, "desc")), "d")
-	if _, err := readSnapshot(bytes.NewReader(good), 3, span3, func(k, v []byte) error { return nil }); err != nil {
-		t.Fatalf("good stream: %v", err)
+	craft := func(kvs ...string) []byte { return craftSpan(span3, kvs...) }
+	local := string(base.LocalUserKey(3, []byte("k")))
+	good := craft("d/b", rec(1, "x"), "d/c", rec(2, "y"), "i/b", "intent", string(base.RangeLocalKey(3, "desc")), "d", state, st3, local, rec(3, "z"))
+	noop := func(k, v []byte) error { return nil }
+	if _, st, err := readSnapshot(bytes.NewReader(good), 3, nil, noop); err != nil || !st.Equal(RangeState{Span: span3}) {
+		t.Fatalf("good stream: %v, %v", st, err)
+	}
+	noSpan := string(encodeState(RangeState{Span: base.NoSpan}))
+	if _, _, err := readSnapshot(bytes.NewReader(craftSpan(base.NoSpan, state, noSpan)), 3, nil, noop); err != nil {
+		t.Fatalf("NoSpan stream: %v", err)
 	}
 	for name, s := range map[string][]byte{
-		"descending":        craft("d/c", rec(1, "x"), "d/b", rec(2, "y")),
-		"duplicate":         craft("d/b", rec(1, "x"), "d/b", rec(2, "y")),
-		"data outside span": craft("d/z", rec(1, "x")),
-		"other range local": craft(string(base.RangeLocalKey(4, "desc")), "d"),
-		"node-local":        craft("x/identity", "n"),
-		"applied index":     craft(string(base.AppliedIndexKey(3)), "\x00\x00\x00\x00\x00\x00\x00\x09"),
-		"bad value record":  craft("d/b", "short"),
-		"empty user key":    craft("d/", rec(1, "x")),
+		"descending":         craft("d/c", rec(1, "x"), "d/b", rec(2, "y"), state, st3),
+		"duplicate":          craft("d/b", rec(1, "x"), "d/b", rec(2, "y"), state, st3),
+		"data outside span":  craft("d/z", rec(1, "x"), state, st3),
+		"other range local":  craft(string(base.RangeLocalKey(4, "desc")), "d", state, st3),
+		"node-local":         craft(state, st3, "x/identity", "n"),
+		"applied index":      craft(string(base.AppliedIndexKey(3)), "\x00\x00\x00\x00\x00\x00\x00\x09", state, st3),
+		"bad value record":   craft("d/b", "short", state, st3),
+		"bad local record":   craft(state, st3, local, "short"),
+		"empty user key":     craft("d/", rec(1, "x"), state, st3),
+		"no state":           craft("d/b", rec(1, "x")),
+		"bad state":          craft(state, st3[1:]),
+		"state of a span":    craft(state, string(encodeState(RangeState{Span: span4}))),
+		"data in NoSpan":     craftSpan(base.NoSpan, "d/b", rec(1, "x"), state, noSpan),
+		"non-canonical none": craftSpan(base.Span{Start: []byte("b"), End: []byte("a")}, state, noSpan),
 	} {
-		if _, err := readSnapshot(bytes.NewReader(s), 3, span3, func(k, v []byte) error { return nil }); !errors.Is(err, base.ErrCorruption) {
+		if _, _, err := readSnapshot(bytes.NewReader(s), 3, nil, noop); !errors.Is(err, base.ErrCorruption) {
 			t.Errorf("%s: %v, want ErrCorruption", name, err)
 		}
 	}
@@ -332,8 +347,9 @@ func TestSnapshotStreamCanonical(t *testing.T) {
 
 func TestSnapshotStop(t *testing.T) {
 	e := openMem(t)
+	mustInit(t, e, 3, span3)
 	mustApply(t, e, 3, entry(1, put("b", "1"), put("c", "2")))
-	snap, err := e.NewSnapshot(3, span3)
+	snap, err := e.NewSnapshot(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +359,7 @@ func TestSnapshotStop(t *testing.T) {
 	if _, err := snap.WriteToContext(ctx, &buf); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled WriteTo: %v", err)
 	}
-	if err := e.RecoverSnapshot(3, span3, &buf); !errors.Is(err, base.ErrCorruption) {
+	if err := e.RecoverSnapshot(3, &buf); !errors.Is(err, base.ErrCorruption) {
 		t.Fatalf("recovering a stopped stream: %v", err)
 	}
 	if err := snap.Close(); err != nil {
@@ -355,8 +371,8 @@ func TestSnapshotStop(t *testing.T) {
 	if _, err := snap.WriteTo(&buf); !errors.Is(err, base.ErrClosed) {
 		t.Fatalf("WriteTo after Close: %v", err)
 	}
-	if _, err := e.NewSnapshot(3, base.Span{Start: []byte("b"), End: []byte("a")}); !errors.Is(err, base.ErrInvalidRange) {
-		t.Fatalf("invalid span: %v", err)
+	if _, err := e.NewSnapshot(9); !errors.Is(err, base.ErrInvalidRange) {
+		t.Fatalf("snapshot of a range without a state: %v", err)
 	}
 }
 
@@ -365,7 +381,7 @@ func TestClearRange(t *testing.T) {
 	e := openMem(t)
 	fillRanges(t, e, rng, "S")
 	before := dump(t, e)
-	if err := e.ClearRange(3, span3); err != nil {
+	if err := e.ClearRange(3); err != nil {
 		t.Fatal(err)
 	}
 	if got := rangeDump(t, e, 3, span3); len(got) != 0 {
@@ -386,8 +402,9 @@ func FuzzReadSnapshot(f *testing.F) {
 		f.Fatal(err)
 	}
 	fillRanges(f, e, rng, "F")
-	stream, _ := writeSnapshot(f, e, 3, span3)
-	empty, _ := writeSnapshot(f, e, 5, span3)
+	stream, _ := writeSnapshot(f, e, 3)
+	mustInit(f, e, 5, span3)
+	empty, _ := writeSnapshot(f, e, 5)
 	if err := e.Close(); err != nil {
 		f.Fatal(err)
 	}
@@ -399,7 +416,7 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, id := range []base.RangeID{3, 5} {
 			var kvs [][2][]byte
-			applied, err := readSnapshot(bytes.NewReader(data), id, span3, func(k, v []byte) error {
+			applied, st, err := readSnapshot(bytes.NewReader(data), id, nil, func(k, v []byte) error {
 				kvs = append(kvs, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
 				return nil
 			})
@@ -412,7 +429,7 @@ func FuzzReadSnapshot(f *testing.F) {
 			}
 			// Canonical: writing back what was read reproduces the stream.
 			var buf bytes.Buffer
-			w := newSnapshotWriter(&buf, id, span3, applied)
+			w := newSnapshotWriter(&buf, id, st.Span, applied)
 			for _, kv := range kvs {
 				w.record(kv[0], kv[1])
 			}

@@ -18,20 +18,23 @@ import (
 // are lengths, which are minimal uvarints.
 //
 //	magic    8 bytes "bondkvSS"
-//	version  uint16 (1)
+//	version  uint16 (2)
 //	rangeID  uint64
 //	applied  uint64
-//	start    uvarint length | bytes            span.Start
+//	start    uvarint length | bytes            Start of the range's span (from its state)
 //	end      byte 0 (unbounded) | byte 1, uvarint length | bytes
 //	records  repeated: byte 1 | uvarint keyLen | engine key | uvarint valueLen | value
 //	trailer  byte 0 | uint64 record count | SHA-256 of every preceding byte of the stream
 //
 // Records are the engine keys of the range's data span, intent span and range-local span,
 // strictly ascending (d/ < i/ < r/), except the applied-index key, whose value is the header's
-// applied index. The stream is canonical: exactly one byte sequence describes a given state.
+// applied index. The range-local span holds the range's state, whose span must equal the
+// header's (base.NoSpan: no data or intent records at all), and range-local records
+// (r/<id>/u/...), which must decode as value records. The stream is canonical: exactly one byte
+// sequence describes a given state. Version 1 streams (before range states) are not accepted.
 const (
 	snapshotMagic   = "bondkvSS"
-	snapshotVersion = 1
+	snapshotVersion = 2
 
 	tagEnd    = 0
 	tagRecord = 1
@@ -46,19 +49,14 @@ const (
 	readChunk = 1 << 20
 )
 
-// SnapshotMismatchError is returned by RecoverSnapshot for a well-formed stream of another range
-// or span. Nothing is changed.
+// SnapshotMismatchError is returned by RecoverSnapshot for a well-formed stream of another
+// range. Nothing is changed. (The span is not compared: a snapshot brings the sender's span.)
 type SnapshotMismatchError struct {
-	WantID, GotID     base.RangeID
-	WantSpan, GotSpan base.Span
+	WantID, GotID base.RangeID
 }
 
 func (e *SnapshotMismatchError) Error() string {
-	if e.WantID != e.GotID {
-		return fmt.Sprintf("store: snapshot is of range %d, not range %d", e.GotID, e.WantID)
-	}
-	return fmt.Sprintf("store: snapshot of range %d covers [%q, %q), not [%q, %q)",
-		e.GotID, e.GotSpan.Start, e.GotSpan.End, e.WantSpan.Start, e.WantSpan.End)
+	return fmt.Sprintf("store: snapshot is of range %d, not range %d", e.GotID, e.WantID)
 }
 
 // snapshotWriter writes a snapshot stream. Errors are sticky: check err after finish.
@@ -145,112 +143,138 @@ func (s *snapshotWriter) finish() (int64, error) {
 	return s.hw.n, s.err
 }
 
-// readSnapshot reads and validates a whole snapshot stream of range id and span, calling set
-// for each record in order, and returns the header's applied index. The caller must not act on
-// the records before readSnapshot returns nil: only then is the stream known to be complete and
-// intact. Structural problems, a truncated stream and a checksum mismatch wrap
-// base.ErrCorruption; a stream of another range or span is a *SnapshotMismatchError; errors of
-// r (other than a premature EOF) and of set are returned wrapped.
-func readSnapshot(r io.Reader, id base.RangeID, span base.Span, set func(k, v []byte) error) (uint64, error) {
+// readSnapshot reads and validates a whole snapshot stream of range id, calling begin with the
+// header's span before any record (nil begin: skipped), then set for each record in order, and
+// returns the header's applied index and the range state the stream carries. The caller must
+// not act on the records before readSnapshot returns nil: only then is the stream known to be
+// complete and intact. Structural problems, a truncated stream, a missing state or one whose
+// span differs from the header's, and a checksum mismatch wrap base.ErrCorruption; a stream of
+// another range is a *SnapshotMismatchError; errors of r (other than a premature EOF), begin
+// and set are returned wrapped.
+func readSnapshot(r io.Reader, id base.RangeID, begin func(span base.Span) error, set func(k, v []byte) error) (uint64, RangeState, error) {
+	var st RangeState
 	sr := &snapshotReader{br: bufio.NewReaderSize(r, 64<<10), h: sha256.New()}
 	var hdr [8 + 2 + 8 + 8]byte
 	if err := sr.full(hdr[:]); err != nil {
-		return 0, err
+		return 0, st, err
 	}
 	if string(hdr[:8]) != snapshotMagic {
-		return 0, corruptf("snapshot: bad magic %q", hdr[:8])
+		return 0, st, corruptf("snapshot: bad magic %q", hdr[:8])
 	}
 	if v := binary.BigEndian.Uint16(hdr[8:]); v != snapshotVersion {
-		return 0, corruptf("snapshot: unknown format version %d", v)
+		return 0, st, corruptf("snapshot: unknown format version %d", v)
 	}
 	gotID := base.RangeID(binary.BigEndian.Uint64(hdr[10:]))
 	applied := binary.BigEndian.Uint64(hdr[18:])
 	var got base.Span
 	start, err := sr.bytes(nil, base.MaxKeySize)
 	if err != nil {
-		return 0, err
+		return 0, st, err
 	}
 	got.Start = start
 	switch hasEnd, err := sr.ReadByte(); {
 	case err != nil:
-		return 0, err
+		return 0, st, err
 	case hasEnd == 1:
 		if got.End, err = sr.bytes([]byte{}, base.MaxKeySize); err != nil {
-			return 0, err
+			return 0, st, err
 		}
 	case hasEnd != 0:
-		return 0, corruptf("snapshot: bad span end marker %d", hasEnd)
+		return 0, st, corruptf("snapshot: bad span end marker %d", hasEnd)
 	}
-	if gotID != id || !sameSpan(got, span) {
-		return 0, &SnapshotMismatchError{WantID: id, GotID: gotID, WantSpan: span, GotSpan: got}
+	if gotID != id {
+		return 0, st, &SnapshotMismatchError{WantID: id, GotID: gotID}
+	}
+	if got.Empty() && !got.Equal(base.NoSpan) {
+		return 0, st, corruptf("snapshot: empty span %s is not base.NoSpan", got)
+	}
+	if begin != nil {
+		if err := begin(got); err != nil {
+			return 0, st, err
+		}
 	}
 
-	bounds := snapshotSpans(id, span)
+	bounds := snapshotSpans(id, got)
 	appliedKey := base.AppliedIndexKey(id)
+	stateKey := base.StateKey(id)
+	localRecords := base.LocalUserPrefix(id)
+	hasState := false
 	var key, prev, value []byte
 	var count uint64
 	for {
 		tag, err := sr.ReadByte()
 		if err != nil {
-			return 0, err
+			return 0, st, err
 		}
 		if tag == tagEnd {
 			break
 		}
 		if tag != tagRecord {
-			return 0, corruptf("snapshot: bad record tag %d after %d records", tag, count)
+			return 0, st, corruptf("snapshot: bad record tag %d after %d records", tag, count)
 		}
 		if key, err = sr.bytes(key[:0], maxRangeLocalKey); err != nil {
-			return 0, err
+			return 0, st, err
 		}
 		if count > 0 && bytes.Compare(key, prev) <= 0 {
-			return 0, corruptf("snapshot: record %d: key %q not after %q", count, key, prev)
+			return 0, st, corruptf("snapshot: record %d: key %q not after %q", count, key, prev)
 		}
 		kind := bounds.kind(key)
 		if kind == spanNone || bytes.Equal(key, appliedKey) {
-			return 0, corruptf("snapshot: record %d: key %q outside range %d", count, key, id)
+			return 0, st, corruptf("snapshot: record %d: key %q outside range %d", count, key, id)
 		}
 		if kind != spanLocal {
 			if err := base.CheckKey(key[2:]); err != nil {
-				return 0, corruptf("snapshot: record %d: %v", count, err)
+				return 0, st, corruptf("snapshot: record %d: %v", count, err)
 			}
 		}
 		if value, err = sr.bytes(value[:0], maxStreamValue); err != nil {
-			return 0, err
+			return 0, st, err
 		}
-		if kind == spanData {
+		switch {
+		case kind == spanData || (kind == spanLocal && bytes.HasPrefix(key, localRecords)):
 			if _, err := decodeRecord(value); err != nil {
-				return 0, fmt.Errorf("snapshot: record %d: %w", count, err)
+				return 0, st, fmt.Errorf("snapshot: record %d: %w", count, err)
 			}
+		case bytes.Equal(key, stateKey):
+			if st, err = decodeState(value); err != nil {
+				return 0, st, fmt.Errorf("snapshot: record %d: %w", count, err)
+			}
+			if !st.Span.Equal(got) {
+				return 0, st, corruptf("snapshot: state span %s differs from the header's %s", st.Span, got)
+			}
+			hasState = true
 		}
 		if err := set(key, value); err != nil {
-			return 0, err
+			return 0, st, err
 		}
 		prev, key = key, prev
 		count++
 	}
 	var tr [8]byte
 	if err := sr.full(tr[:]); err != nil {
-		return 0, err
+		return 0, st, err
+	}
+	if !hasState {
+		return 0, st, corruptf("snapshot: no range state")
 	}
 	if n := binary.BigEndian.Uint64(tr[:]); n != count {
-		return 0, corruptf("snapshot: trailer counts %d records, stream has %d", n, count)
+		return 0, st, corruptf("snapshot: trailer counts %d records, stream has %d", n, count)
 	}
 	want := sr.h.Sum(nil)
 	var sum [sha256.Size]byte
 	if _, err := io.ReadFull(sr.br, sum[:]); err != nil {
-		return 0, sr.readErr(err)
+		return 0, st, sr.readErr(err)
 	}
 	if !bytes.Equal(sum[:], want) {
-		return 0, corruptf("snapshot: checksum mismatch")
+		return 0, st, corruptf("snapshot: checksum mismatch")
 	}
 	if _, err := sr.br.ReadByte(); err != io.EOF {
 		if err != nil {
-			return 0, fmt.Errorf("snapshot: %w", err)
+			return 0, st, fmt.Errorf("snapshot: %w", err)
 		}
-		return 0, corruptf("snapshot: trailing data after the checksum")
+		return 0, st, corruptf("snapshot: trailing data after the checksum")
 	}
-	return applied, nil
+	return applied, st, nil
 }
 
 // snapshotReader reads fields of a stream, hashing every byte it consumes.
@@ -333,11 +357,6 @@ func (s *snapshotReader) bytes(dst []byte, max uint64) ([]byte, error) {
 	return dst, nil
 }
 
-// sameSpan compares spans, distinguishing an unbounded End (nil) from a bounded one.
-func sameSpan(a, b base.Span) bool {
-	return bytes.Equal(a.Start, b.Start) && (a.End == nil) == (b.End == nil) && bytes.Equal(a.End, b.End)
-}
-
 // Which of a range's spans an engine key is in.
 const (
 	spanNone = iota
@@ -361,9 +380,16 @@ func snapshotSpans(id base.RangeID, span base.Span) rangeSpans {
 	return r
 }
 
-// all returns the data, intent and range-local spans, in key order.
+// all returns the data, intent and range-local spans, in key order, leaving out the data and
+// intent spans of an empty user span (pebble is never handed a range with equal bounds).
 func (r rangeSpans) all() [][2][]byte {
-	return [][2][]byte{{r.dataStart, r.dataEnd}, {r.intentStart, r.intentEnd}, {r.localStart, r.localEnd}}
+	out := make([][2][]byte, 0, 3)
+	for _, sp := range [][2][]byte{{r.dataStart, r.dataEnd}, {r.intentStart, r.intentEnd}, {r.localStart, r.localEnd}} {
+		if bytes.Compare(sp[0], sp[1]) < 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
 
 func (r *rangeSpans) kind(k []byte) int {

@@ -14,28 +14,37 @@ func newGroupsCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := &groupsFlags{cfg: bench.DefaultGroupsConfig(), stdout: stdout, stderr: stderr}
 	cmd := &cobra.Command{
 		Use:   "groups",
-		Short: "Memory, start-up time and idle CPU of many Raft groups on one node",
-		Long: `groups measures what Raft groups cost on one node: it opens one storage engine and one
-Raft host with bondkv's default configuration (50 ms tick, 1 s election timeout) in this
-process, starts --count single-replica groups (ranges 3, 4, ...; group i owns the keys
-[g%06d(i), g%06d(i+1))), waits until every group has a leader, and reports:
+		Short: "Memory, start-up time, idle CPU and write throughput of many Raft groups",
+		Long: `groups measures what Raft groups cost: it starts a cluster of three nodes in this process
+(one storage engine and one Raft host each, bondkv's default configuration, loopback TCP),
+starts --count groups (ranges 3, 4, ...; group i owns the keys [g%06d(i), g%06d(i+1))), each
+with a replica on every node, so 3 x count replicas; waits until every node knows every
+group's leader, and reports:
 
   create       from the first group started until every group has a leader (one
                randomized election timeout, 1-2 s, is the floor)
   RSS          the process's resident memory after a GC that returns freed pages to the OS,
-               before the Raft host started (engine open) and once every group has a leader;
-               per group = (after - before) / count, the host's fixed cost included
+               before the Raft hosts started (engines open) and once every group has a leader;
+               per replica = (after - before) / (3 x count), the hosts' fixed cost included
   heap         the same for the live Go heap (counts preallocated buffers not yet touched)
   goroutines   once every group has a leader
-  idle cores   process CPU time (user+system) over --idle with nothing to do, in cores
+  idle cores   process CPU time (user+system) over --idle with nothing to do, in cores,
+               measured after --settle
 
 With --write it then proposes one put to every group and counts those applied.
 
+With --throughput D (default 5s; 0 skips it) it then runs --writers writers, each with one
+100-byte put in flight through the group's leader, for D round-robin over all the groups, then
+for D over --hot groups only, and reports puts/s and CPU of each and their ratio.
+
 JSON (--json, last line of stdout):
-  bench ("groups"), groups, cpus, rtt_ms, election_rtt, host_s, start_s, create_s,
-  rss_before_mib, rss_after_mib, rss_per_group_mib, heap_before_mib, heap_after_mib,
-  heap_per_group_mib, goroutines, idle_s, idle_cores, write, writes_ok, write_errors,
-  write_s, goroutines_after_write, first_error
+  bench ("groups"), groups, nodes, replicas, cpus, rtt_ms, election_rtt, heartbeat_rtt,
+  quiesce, host_s, start_s, create_s, rss_before_mib, rss_after_mib, rss_per_group_mib,
+  rss_per_replica_mib, heap_before_mib, heap_after_mib, heap_per_group_mib,
+  heap_per_replica_mib, goroutines, settle_s, idle_s, idle_cores, write, writes_ok,
+  write_errors, write_s, goroutines_after_write, first_error, throughput_s,
+  throughput_writers, hot_groups, all and hot ({groups, puts, errors, puts_per_s, cpu_cores,
+  first_error}), hot_over_all
 
 RSS is read from /proc/self/status (Linux).
 
@@ -51,8 +60,12 @@ command line.`,
 	cmd.SetFlagErrorFunc(flagError)
 	fs := cmd.Flags()
 	fs.IntVar(&f.cfg.Count, "count", f.cfg.Count, "number of single-replica Raft groups to start")
-	fs.DurationVar(&f.cfg.Idle, "idle", f.cfg.Idle, "how long idle CPU is measured once every group has a leader (0 = skip)")
+	fs.DurationVar(&f.cfg.Settle, "settle", f.cfg.Settle, "how long to wait once every group has a leader before measuring idle CPU")
+	fs.DurationVar(&f.cfg.Idle, "idle", f.cfg.Idle, "how long idle CPU is measured after --settle (0 = skip)")
 	fs.BoolVar(&f.cfg.Write, "write", false, "after the idle window, propose one put to every group")
+	fs.DurationVar(&f.cfg.Throughput, "throughput", f.cfg.Throughput, "length of each write throughput run, over all groups then over --hot (0 = skip)")
+	fs.IntVar(&f.cfg.Writers, "writers", f.cfg.Writers, "writers of the throughput runs, each with one put in flight")
+	fs.IntVar(&f.cfg.HotGroups, "hot", f.cfg.HotGroups, "groups written to in the second throughput run")
 	fs.StringVar(&f.cfg.Dir, "dir", "", "keep the data under `DIR`/groups, which must not hold data yet\n(default: a temporary directory, removed afterwards)")
 	fs.BoolVar(&f.json, "json", false, "also print the result as one JSON object, the last line of stdout")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "log the engine's and dragonboat's messages to stderr")
@@ -131,6 +144,12 @@ func (p *groupsProgressBar) update(pr bench.GroupsProgress) {
 		desc = fmt.Sprintf("awaiting leaders  %d/%d", pr.Done, pr.Total)
 	case bench.GroupsPhaseIdle:
 		desc = fmt.Sprintf("idle CPU          %.1fs/%.0fs", float64(pr.Done)/1e3, float64(pr.Total)/1e3)
+	case bench.GroupsPhaseSettle:
+		desc = fmt.Sprintf("settling          %.1fs/%.0fs", float64(pr.Done)/1e3, float64(pr.Total)/1e3)
+	case bench.GroupsPhaseAll:
+		desc = fmt.Sprintf("puts, all groups  %.1fs/%.0fs", float64(pr.Done)/1e3, float64(pr.Total)/1e3)
+	case bench.GroupsPhaseHot:
+		desc = fmt.Sprintf("puts, hot groups  %.1fs/%.0fs", float64(pr.Done)/1e3, float64(pr.Total)/1e3)
 	case bench.GroupsPhaseWrite:
 		desc = fmt.Sprintf("one put per group %d/%d", pr.Done, pr.Total)
 	}

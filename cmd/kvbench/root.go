@@ -130,6 +130,7 @@ func (f *putFlags) addWorkloadFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.cfg.Duration, "duration", f.cfg.Duration, "measured time (per engine), after the warm-up")
 	fs.DurationVar(&f.cfg.Warmup, "warmup", f.cfg.Warmup, "time the writers run before measuring starts")
 	fs.Int64Var(&f.cfg.Keys, "keys", f.cfg.Keys, "key space: keys are user%012d of a uniform random number below this")
+	fs.IntVar(&f.cfg.Ranges, "ranges", f.cfg.Ranges, "bondkv: pre-split the key space into this many ranges before writing")
 	fs.StringVar(&f.cfg.Dir, "dir", "", "keep the data under `DIR`/<engine>, which must not hold data yet\n(default: a temporary directory, removed afterwards)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", f.cfg.Seed, "seed of the writers' key and value generators")
 	fs.BoolVar(&f.json, "json", false, "also print the result as one JSON object, the last line of stdout")

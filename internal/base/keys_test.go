@@ -71,3 +71,64 @@ func TestLimits(t *testing.T) {
 		t.Fatal("Span.Valid wrong")
 	}
 }
+
+func TestSpanPredicates(t *testing.T) {
+	sp := func(s, e string) Span { return Span{Start: []byte(s), End: []byte(e)} }
+	from := func(s string) Span { return Span{Start: []byte(s)} }
+	if !NoSpan.Empty() || NoSpan.Valid() || NoSpan.Contains(nil) || NoSpan.Contains([]byte("a")) {
+		t.Fatal("NoSpan is not empty")
+	}
+	if FullSpan.Empty() || !sp("b", "a").Empty() || sp("a", "b").Empty() {
+		t.Fatal("Empty wrong")
+	}
+	for _, tc := range []struct {
+		a, b Span
+		want bool
+	}{
+		{sp("a", "c"), sp("b", "d"), true},
+		{sp("a", "c"), sp("c", "d"), false},
+		{sp("a", "c"), from("b"), true},
+		{from("c"), sp("a", "c"), false},
+		{from("a"), from("z"), true},
+		{FullSpan, sp("a", "b"), true},
+		{NoSpan, FullSpan, false},
+		{sp("a", "c"), sp("c", "a"), false},
+	} {
+		if tc.a.Overlaps(tc.b) != tc.want || tc.b.Overlaps(tc.a) != tc.want {
+			t.Errorf("%s overlaps %s: want %v", tc.a, tc.b, tc.want)
+		}
+	}
+	if !sp("a", "b").Equal(Span{Start: []byte("a"), End: []byte("b")}) || from("a").Equal(sp("a", "")) ||
+		!(Span{End: []byte{}}).Equal(NoSpan) || FullSpan.Equal(NoSpan) {
+		t.Fatal("Equal wrong")
+	}
+	if got := sp("a", "b").String(); got != `["a", "b")` {
+		t.Fatalf("String = %s", got)
+	}
+	if got := from("a").String(); got != `["a", +inf)` {
+		t.Fatalf("String = %s", got)
+	}
+	for _, f := range []func(Span) ([]byte, []byte){DataSpan, IntentSpan} {
+		if s, e := f(NoSpan); bytes.Compare(s, e) < 0 {
+			t.Fatalf("NoSpan maps to a non-empty engine span [%q, %q)", s, e)
+		}
+	}
+}
+
+func TestLocalKeys(t *testing.T) {
+	s, e := RangeLocalSpan(3)
+	for _, k := range [][]byte{StateKey(3), LocalUserKey(3, []byte("k")), LocalUserKey(3, []byte{0xff, 0xff})} {
+		if bytes.Compare(k, s) < 0 || bytes.Compare(k, e) >= 0 {
+			t.Errorf("%q outside range 3's local span", k)
+		}
+	}
+	if !bytes.HasPrefix(LocalUserKey(3, []byte("k")), LocalUserPrefix(3)) || bytes.HasPrefix(StateKey(3), LocalUserPrefix(3)) {
+		t.Fatal("local user prefix wrong")
+	}
+	for in, want := range map[string]string{"ab": "ac", "a\xff": "b", "\xff\xff": "", "": ""} {
+		got := PrefixEnd([]byte(in))
+		if string(got) != want || (want == "" && got != nil) {
+			t.Errorf("PrefixEnd(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

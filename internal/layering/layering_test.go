@@ -34,6 +34,8 @@ var allowed = map[string][]string{
 	// a bare Raft group), so it may reach down to them.
 	"bench":       {"actorstate", "predict", ".", "internal/testcluster", "internal/netsim", "internal/base", "raftgroup", "store"},
 	"cmd/kvbench": {"bench", ".", "internal/base"},
+	// examples embed the public API only.
+	"examples/cluster": {"."},
 }
 
 func TestImportGraphFollowsLayering(t *testing.T) {

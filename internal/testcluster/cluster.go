@@ -26,17 +26,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Network, if set, carries the nodes' Raft traffic (latency, partitions).
 	Network *netsim.Network
-	// Expert is passed to every node.
+	// Expert and Ranges are passed to every node.
 	Expert bondkv.ExpertOptions
+	Ranges bondkv.RangeOptions
 }
 
 // Cluster is a set of in-process nodes. Its methods are safe for concurrent use.
 type Cluster struct {
-	cfg   Config
-	peers map[uint64]string
+	cfg Config
 
-	mu    sync.Mutex
-	nodes []*bondkv.DB // nil while killed
+	mu     sync.Mutex
+	peers  map[uint64]string // the initial members
+	addrs  []string          // every node's address, joined ones included
+	joined []bool            // node i joined later (AddNode) instead of forming the cluster
+	nodes  []*bondkv.DB      // nil while killed
 }
 
 // Start creates the nodes' directories, opens every node and waits until the cluster has a
@@ -51,13 +54,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, peers: make(map[uint64]string), nodes: make([]*bondkv.DB, cfg.Nodes)}
+	c := &Cluster{cfg: cfg, peers: make(map[uint64]string), nodes: make([]*bondkv.DB, cfg.Nodes),
+		joined: make([]bool, cfg.Nodes)}
 	for i := 0; i < cfg.Nodes; i++ {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, fmt.Errorf("testcluster: %w", err)
 		}
 		c.peers[uint64(i+1)] = addr
+		c.addrs = append(c.addrs, addr)
 	}
 	errs := make([]error, cfg.Nodes)
 	var wg sync.WaitGroup
@@ -88,7 +93,30 @@ func freeAddr() (string, error) {
 }
 
 // Size is the number of nodes, live or not.
-func (c *Cluster) Size() int { return c.cfg.Nodes }
+func (c *Cluster) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
+
+// AddNode starts a new node that joins the running cluster through a live node, and returns
+// its index. Replicas reach it through the placement driver.
+func (c *Cluster) AddNode() (int, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return -1, fmt.Errorf("testcluster: %w", err)
+	}
+	c.mu.Lock()
+	i := len(c.nodes)
+	c.nodes = append(c.nodes, nil)
+	c.addrs = append(c.addrs, addr)
+	c.joined = append(c.joined, true)
+	c.mu.Unlock()
+	if err := c.Restart(i); err != nil {
+		return -1, err
+	}
+	return i, nil
+}
 
 // NodeID is the node ID of node i (i+1).
 func (c *Cluster) NodeID(i int) uint64 { return uint64(i + 1) }
@@ -139,14 +167,26 @@ func (c *Cluster) Restart(i int) error {
 		return err
 	}
 	id := c.NodeID(i)
-	db, err := bondkv.Open(c.Dir(i), &bondkv.Options{
+	c.mu.Lock()
+	o := &bondkv.Options{
 		NodeID:     id,
-		ListenAddr: c.peers[id],
-		Peers:      c.peers,
+		ListenAddr: c.addrs[i],
 		Logger:     c.cfg.Logger.With("node", id),
 		Expert:     c.cfg.Expert,
+		Ranges:     c.cfg.Ranges,
 		Testing:    bondkv.TestingOptions{Network: c.cfg.Network},
-	})
+	}
+	if c.joined[i] {
+		for j, n := range c.nodes {
+			if n != nil && j != i {
+				o.Join = append(o.Join, c.addrs[j])
+			}
+		}
+	} else {
+		o.Peers = c.peers
+	}
+	c.mu.Unlock()
+	db, err := bondkv.Open(c.Dir(i), o)
 	if err != nil {
 		return fmt.Errorf("testcluster: start node %d: %w", id, err)
 	}
@@ -206,50 +246,77 @@ func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 	}
 }
 
-// CheckConsistency waits until every live node has applied the same Raft index and then
-// compares the replicas' checksums. Call it when writes have stopped.
+// CheckConsistency waits until, for every range, the replicas on the live nodes the meta range
+// lists as its voters have applied the same Raft index, and then compares their checksums. Call
+// it when writes and moves have stopped.
 func (c *Cluster) CheckConsistency(ctx context.Context) error {
 	ctx, cancel := withDefaultTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var last string
 	for {
-		states := make(map[int]bondkv.ReplicaState)
-		for _, i := range c.Live() {
-			n := c.Node(i)
-			if n == nil {
-				continue
-			}
-			rs, err := n.Inspect().Replicas()
-			if err != nil {
-				return fmt.Errorf("testcluster: node %d: %w", i+1, err)
-			}
-			states[i] = rs[0]
-		}
-		same, sums := true, true
-		var first *bondkv.ReplicaState
-		last = ""
-		for i, s := range states {
-			last += fmt.Sprintf(" n%d@%d:%x", i+1, s.AppliedIndex, s.Checksum[:4])
-			if first == nil {
-				first = &s
-				continue
-			}
-			if s.AppliedIndex != first.AppliedIndex {
-				same = false
-			} else if s.Checksum != first.Checksum {
-				sums = false
-			}
-		}
-		if same && !sums {
-			return fmt.Errorf("testcluster: replicas diverge at the same applied index:%s", last)
-		}
-		if same {
-			return nil
+		done, err := c.checkOnce(ctx, &last)
+		if err != nil || done {
+			return err
 		}
 		if err := pause(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("testcluster: replicas did not converge (%v):%s", err, last)
 		}
 	}
+}
+
+func (c *Cluster) checkOnce(ctx context.Context, last *string) (bool, error) {
+	live := c.Live()
+	if len(live) == 0 {
+		return true, nil
+	}
+	descs, err := c.Node(live[0]).Inspect().Ranges(ctx)
+	if err != nil {
+		*last = err.Error()
+		return false, nil
+	}
+	states := make(map[int]map[uint64]bondkv.ReplicaState)
+	for _, i := range live {
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		rs, err := n.Inspect().Replicas()
+		if err != nil {
+			return false, fmt.Errorf("testcluster: node %d: %w", i+1, err)
+		}
+		states[i] = make(map[uint64]bondkv.ReplicaState)
+		for _, r := range rs {
+			states[i][r.Range] = r
+		}
+	}
+	*last = ""
+	converged := true
+	for _, d := range descs {
+		var first *bondkv.ReplicaState
+		for _, r := range d.Replicas {
+			i := c.Index(uint64(r.Node))
+			st, ok := states[i][uint64(d.RangeID)]
+			if _, live := states[i]; !live {
+				continue
+			}
+			if !ok {
+				converged = false
+				*last += fmt.Sprintf(" r%d:n%d-missing", d.RangeID, i+1)
+				continue
+			}
+			*last += fmt.Sprintf(" r%d:n%d@%d:%x", d.RangeID, i+1, st.AppliedIndex, st.Checksum[:4])
+			if first == nil {
+				first = &st
+				continue
+			}
+			if st.AppliedIndex != first.AppliedIndex {
+				converged = false
+			} else if st.Checksum != first.Checksum {
+				return false, fmt.Errorf("testcluster: replicas of range %d diverge at the same applied index:%s", d.RangeID, *last)
+			}
+		}
+	}
+	return converged, nil
 }
 
 // Close closes every live node.
