@@ -82,7 +82,7 @@ type ExpertOptions struct {
 	MaxConcurrentMoves int
 	// MovesPerMinute rate-limits replica moves. Default 60.
 	MovesPerMinute int
-	// RaftTick is the Raft tick (the unit of election and heartbeat timeouts). Default 50 ms.
+	// RaftTick is the Raft tick (the unit of election and heartbeat timeouts). Default 100 ms.
 	RaftTick time.Duration
 	// ElectionTimeout is the Raft election timeout. Default 1 s.
 	ElectionTimeout time.Duration

@@ -20,9 +20,15 @@
 //
 // Membership: AddVoter, AddNonVoting, Promote, RemoveReplica (all ordered by the config change ID
 // and idempotent), TransferLeader (re-issued until it takes: dragonboat drops some requests).
+// Replica IDs carry the node ID in their low 32 bits and an incarnation in the high 32
+// (replicaid.go), so a node can hold a range again after its replica moved away (dragonboat
+// never lets a removed replica ID back). A replica's splits and merges reach the node through
+// SetEvents; DestroyReplica drops dragonboat's data of a replica that left the node.
 //
 // Configuration (config.go): a tiny-memory LogDB with one shard — bounded memory for many groups
-// and one WAL to fsync —, a 50 ms tick and a 1 s election timeout. dragonboat's process-wide
+// and one WAL to fsync —, a 100 ms tick, a 1 s election timeout, Quiesce for idle groups (a
+// quiet group is woken by a ReadIndex before the next proposal, proposer.go), and smaller
+// per-replica queues than dragonboat's defaults (soft.go; no settings file). dragonboat's process-wide
 // logging is routed into the node's *slog.Logger (logging.go), mapped to quieter levels so a
 // logger at Info stays silent in normal operation. The Raft transport is internal/rpc's TCP transport unless Config.TransportFactory
 // says otherwise (tests wrap it with internal/netsim).

@@ -76,6 +76,9 @@ type proposer struct {
 	pumping bool // a pump goroutine is running; it exits when the queue is empty
 	stopped bool
 
+	// lastDone is when an entry of this proposer last completed (unix nanoseconds; 0: never).
+	lastDone atomic.Int64
+
 	entries  atomic.Uint64 // entries handed to Raft (attempts that were dropped and retried count once)
 	commands atomic.Uint64 // commands those entries carried
 
@@ -219,6 +222,13 @@ func (p *proposer) failPending(err error) {
 
 // run proposes one entry carrying every waiter's commands and reports its outcome to each.
 func (p *proposer) run(batch []*waiter) {
+	defer p.lastDone.Store(time.Now().UnixNano())
+	if err := p.wake(batch); err != nil {
+		for _, w := range batch {
+			w.done <- outcome{err: err}
+		}
+		return
+	}
 	var cmds []store.Command
 	for _, w := range batch {
 		cmds = append(cmds, w.cmds...)
@@ -226,18 +236,57 @@ func (p *proposer) run(batch []*waiter) {
 	data := store.EncodeCommands(nil, cmds)
 	p.entries.Add(1)
 	p.commands.Add(uint64(len(cmds)))
-	abandoned := func() bool {
-		for _, w := range batch {
-			if w.ctx.Err() == nil {
-				return false
-			}
-		}
-		return true
-	}
-	o := p.proposeEntry(data, abandoned)
+	o := p.proposeEntry(data, func() bool { return p.abandonedAll(batch) })
 	for _, w := range batch {
 		w.done <- o
 	}
+}
+
+// wakeAfter is how long a range may go without a write from this node before the next one
+// first confirms a live leader with a ReadIndex round. Idle groups quiesce (see ReplicaConfig):
+// a quiesced follower keeps believing in its last leader and forwards proposals to it, so a
+// proposal into a group whose leader died while it was quiet would time out with an unknown
+// outcome. A ReadIndex wakes the group (an election follows if the leader is gone) and
+// succeeds only through a live leader, and a read has no outcome to lose.
+const wakeAfter = 5 * time.Second
+
+// wake confirms, after a quiet spell, that the group has a live leader; the error (nothing was
+// proposed) goes to every waiter.
+func (p *proposer) wake(batch []*waiter) error {
+	if last := p.lastDone.Load(); last != 0 && time.Since(time.Unix(0, last)) < wakeAfter {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	for {
+		if p.abandonedAll(batch) {
+			return fmt.Errorf("range %d: every caller gave up while the group woke", p.id)
+		}
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := p.h.nh.SyncRead(actx, uint64(p.id), ReadFunc(func(*store.Engine) (any, error) { return nil, nil }))
+		acancel()
+		if err == nil {
+			return nil
+		}
+		retry, rerr := p.h.retryable(ctx, err)
+		if !retry {
+			return fmt.Errorf("range %d: %w", p.id, rerr)
+		}
+		select {
+		case <-p.stopc:
+			return base.ErrClosed
+		default:
+		}
+	}
+}
+
+func (p *proposer) abandonedAll(batch []*waiter) bool {
+	for _, w := range batch {
+		if w.ctx.Err() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // attempt proposes data once. An error means the proposal certainly did not enter the log.

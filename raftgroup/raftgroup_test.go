@@ -388,3 +388,40 @@ func TestAddVoterCatchesUpBySnapshot(t *testing.T) {
 		t.Fatalf("new voter read: %q, %v", got, err)
 	}
 }
+
+// TestQuiescedGroupLosesItsLeader: a group that went quiet (Quiesce) and then lost its leader
+// still takes writes through a follower, with a known outcome: the proposer wakes the group
+// (an election follows) before it proposes.
+func TestQuiescedGroupLosesItsLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the group to quiesce")
+	}
+	h := newHarness(t)
+	h.cluster(3)
+	h.put(1, "before", "v")
+	leader, err := h.nodes[1].host.WaitLeader(context.Background(), testRange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20 election timeouts (300 ms here) of silence quiesce the group; wakeAfter then applies.
+	time.Sleep(20*300*time.Millisecond + wakeAfter)
+	h.nodes[leader].stop()
+	var via base.NodeID
+	for id, n := range h.nodes {
+		if id != leader && n.host != nil {
+			via = id
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := h.nodes[via].host.Propose(ctx, testRange, []store.Command{{Op: store.OpPut, Key: []byte("after"), Value: []byte("v")}})
+	if err != nil || res.Code != store.ResultApplied {
+		t.Fatalf("write through node %v after the leader of the quiet group died: %v, %v", via, res.Code, err)
+	}
+	t.Logf("write applied %v after the leader died", time.Since(start).Round(time.Millisecond))
+	if v, err := h.get(via, "before"); err != nil || v != "v" {
+		t.Fatalf("read after: %q, %v", v, err)
+	}
+}
