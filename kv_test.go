@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -22,6 +23,11 @@ var fastExpert = bondkv.ExpertOptions{RaftTick: 10 * time.Millisecond, ElectionT
 
 func openT(t *testing.T, dir string, o *bondkv.Options) *bondkv.DB {
 	t.Helper()
+	if o != nil && o.Logger == nil && os.Getenv("BONDKV_TEST_LOG") != "" {
+		c := *o
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+		o = &c
+	}
 	db, err := bondkv.Open(dir, o)
 	if err != nil {
 		t.Fatalf("open: %v", err)

@@ -242,3 +242,71 @@ func logLevel() slog.Level {
 	}
 	return slog.LevelInfo
 }
+
+// TestAutomaticSplitAndMerge: a range under write load splits by itself; once the load is gone,
+// the small idle ranges it made merge back, and no data is lost either way.
+func TestAutomaticSplitAndMerge(t *testing.T) {
+	expert := rangeExpert
+	expert.PlacementInterval = 100 * time.Millisecond
+	db := openT(t, t.TempDir(), &bondkv.Options{Expert: expert,
+		Ranges: bondkv.RangeOptions{SplitEntriesPerSecond: 20}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ranges := func() int {
+		ds, err := db.Inspect().Ranges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ds) - 1 // the meta range holds no user keys
+	}
+	want := map[string]string{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k, v := fmt.Sprintf("k%03d", (i*4+w)%200), fmt.Sprintf("v%d-%d", w, i)
+				if err := db.Put(ctx, []byte(k), []byte(v)); err != nil {
+					t.Errorf("put %s: %v", k, err)
+					return
+				}
+				mu.Lock()
+				want[k] = v
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor(t, 60*time.Second, "a load-based split", func() error {
+		if n := ranges(); n < 2 {
+			return fmt.Errorf("%d ranges", n)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	split := ranges()
+	waitFor(t, 60*time.Second, "idle ranges merging back", func() error {
+		if n := ranges(); n != 1 {
+			return fmt.Errorf("%d ranges", n)
+		}
+		return nil
+	})
+	t.Logf("split into %d ranges under load, merged back to 1 when idle; stats %+v", split, db.Inspect().Stats())
+	kvs, err := db.Scan(ctx, nil, nil, 0)
+	if err != nil || len(kvs) != len(want) {
+		t.Fatalf("scan: %d keys, %v; want %d", len(kvs), err, len(want))
+	}
+	for _, kv := range kvs {
+		if want[string(kv.Key)] != string(kv.Value) {
+			t.Fatalf("%s = %q, want %q", kv.Key, kv.Value, want[string(kv.Key)])
+		}
+	}
+}

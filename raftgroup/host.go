@@ -206,7 +206,7 @@ func (h *Host) LocalReplicas() []LocalReplica {
 	out := make([]LocalReplica, 0, len(info.ShardInfoList))
 	for _, si := range info.ShardInfoList {
 		lr := LocalReplica{
-			Range: base.RangeID(si.ShardID), Leader: si.IsLeader, NonVoting: si.IsNonVoting,
+			Range: base.RangeID(si.ShardID), Leader: si.LeaderID != 0 && si.LeaderID == si.ReplicaID, NonVoting: si.IsNonVoting,
 			Voters: make(map[base.NodeID]string, len(si.Replicas)),
 		}
 		lr.ReplicaIDs = make(map[base.NodeID]uint64, len(si.Replicas))

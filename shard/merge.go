@@ -48,7 +48,10 @@ func (dr *driver) considerMerges(ctx context.Context, descs []*Descriptor, v *cl
 		}
 		ll, lok := v.loads[l.RangeID]
 		rl, rok := v.loads[r.RangeID]
-		if !lok || !rok || ll.EntriesPerSec > 1 || rl.EntriesPerSec > 1 || int64(ll.Size+rl.Size) > n.cfg.MergeSize {
+		// Together they must also stay well below the split size, or the merged range would
+		// split again.
+		if !lok || !rok || ll.EntriesPerSec > 1 || rl.EntriesPerSec > 1 || int64(ll.Size+rl.Size) > n.cfg.MergeSize ||
+			ll.Size+rl.Size > n.cfg.SplitSize/2 {
 			continue
 		}
 		if !samePolicy(l.Policy, r.Policy) {
