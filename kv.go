@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/bondkv/bondkv/internal/base"
+	"github.com/bondkv/bondkv/shard"
 	"github.com/bondkv/bondkv/store"
 )
 
@@ -103,6 +104,24 @@ func (db *DB) Split(ctx context.Context, key []byte) error {
 	}
 	if err := db.node.Split(ctx, key); err != nil {
 		return fmt.Errorf("bondkv: split: %w", err)
+	}
+	return nil
+}
+
+// RangePolicy is a range's placement policy: how many voting replicas it wants (0 = the
+// cluster's default, Options.Ranges.Replicas) and which locality labels their nodes must carry.
+type RangePolicy = shard.Policy
+
+// SetRangePolicy sets the placement policy of the range holding key. The placement driver then
+// moves the range's replicas to match, with the same rolling steps as any move; ranges later
+// split from it inherit the policy. It returns once the policy is recorded, not once the
+// replicas have moved.
+func (db *DB) SetRangePolicy(ctx context.Context, key []byte, p RangePolicy) error {
+	if err := db.checkOpen(); err != nil {
+		return err
+	}
+	if err := db.node.SetPolicy(ctx, key, p); err != nil {
+		return fmt.Errorf("bondkv: set range policy: %w", err)
 	}
 	return nil
 }

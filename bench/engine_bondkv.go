@@ -35,20 +35,23 @@ func (e *bondkvEngine) Open(ctx context.Context, cfg EngineConfig) error {
 	return nil
 }
 
-// presplitRanges splits the key space into cfg.Ranges ranges of equal key count.
+// presplitRanges splits the key space into cfg.Ranges ranges of equal key count. It splits from
+// the highest key down, so every split cuts the first range, which has a leader: a range just
+// made by a split must first elect one (about an election timeout) before it can split again.
 func (e *bondkvEngine) presplitRanges(ctx context.Context, cfg EngineConfig) error {
 	if cfg.Ranges <= 1 {
 		return nil
 	}
 	start := time.Now()
-	for i := 1; i < cfg.Ranges; i++ {
+	for done := 1; done < cfg.Ranges; done++ {
+		i := cfg.Ranges - done
 		key := appendKey(nil, int64(i)*cfg.Keys/int64(cfg.Ranges))
 		if err := e.nodes[0].Split(ctx, key); err != nil {
 			return fmt.Errorf("pre-split %d ranges: at %s: %w", cfg.Ranges, key, err)
 		}
-		if cfg.Progress != nil && (i%20 == 0 || i == cfg.Ranges-1) {
-			cfg.Progress(Progress{Engine: EngineBondKV, Elapsed: time.Since(start), Done: i == cfg.Ranges-1,
-				Step: i, Steps: cfg.Ranges - 1})
+		if cfg.Progress != nil && (done%20 == 0 || done == cfg.Ranges-1) {
+			cfg.Progress(Progress{Engine: EngineBondKV, Elapsed: time.Since(start), Done: done == cfg.Ranges-1,
+				Step: done, Steps: cfg.Ranges - 1})
 		}
 	}
 	e.presplit = cfg.Ranges

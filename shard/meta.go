@@ -123,10 +123,9 @@ func (n *Node) publishDescriptor(ctx context.Context, d *Descriptor) error {
 			if old.Generation > d.Generation {
 				return nil
 			}
-			// Keep what only meta knows: the policy and the sticky bit.
-			if old.Generation == d.Generation || d.Policy.Replicas == 0 && d.Policy.Constraints == nil {
-				d.Policy = old.Policy
-			}
+			// Meta is the authority on the policy (SetPolicy writes it; a new range of a
+			// split starts with its left neighbour's) and keeps the sticky bit.
+			d.Policy = old.Policy
 			d.Sticky = d.Sticky || old.Sticky && old.Generation == d.Generation
 			if bytes.Equal(encodeDescriptor(d), cur) {
 				n.cache.put(d)
@@ -258,4 +257,35 @@ func (n *Node) metaVoters() map[base.NodeID]string {
 		out[id] = a
 	}
 	return out
+}
+
+// SetPolicy sets the placement policy of the range holding key; the placement driver then
+// moves its replicas to match. Ranges split from it inherit the policy.
+func (n *Node) SetPolicy(ctx context.Context, key []byte, p Policy) error {
+	if p.Replicas < 0 {
+		return fmt.Errorf("shard: policy: %d replicas: %w", p.Replicas, base.ErrInvalidRange)
+	}
+	return n.withKey(ctx, key, func(ctx context.Context, d *Descriptor) error {
+		cur, err := n.metaGet(ctx, descKey(d.RangeID))
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			return &RangeMovedError{Reason: fmt.Sprintf("range %d has no descriptor", d.RangeID)}
+		}
+		old, err := decodeDescriptor(cur)
+		if err != nil {
+			return err
+		}
+		nd := old.Clone()
+		nd.Policy = p
+		err = n.metaCPut(ctx, descKey(d.RangeID), encodeDescriptor(nd), cur)
+		if errors.Is(err, ErrConditionFailed) {
+			return &RangeMovedError{Reason: "descriptor changed", Desc: old} // re-read and retry
+		}
+		if err == nil {
+			n.cache.put(nd)
+		}
+		return err
+	})
 }

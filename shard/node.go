@@ -23,7 +23,7 @@ const (
 	DefaultDeadNodeTimeout   = 30 * time.Second
 	DefaultPlacementInterval = time.Second
 	DefaultSplitSize         = 64 << 20
-	DefaultSplitEntriesPerS  = 2000
+	DefaultSplitEntriesPerS  = 5000
 	DefaultMergeSize         = 16 << 20
 	DefaultMaxMoves          = 2
 	DefaultMovesPerMinute    = 60
@@ -61,7 +61,7 @@ type Config struct {
 	// SplitSize: a range whose data is larger splits at its middle key (64 MiB).
 	SplitSize uint64
 	// SplitEntriesPerSecond: a range applying more Raft entries per second than this, over
-	// three consecutive looks, splits at its middle key (2,000). Negative disables load splits.
+	// three consecutive looks, splits at its middle key (5,000). Negative disables load splits.
 	SplitEntriesPerSecond float64
 	// MergeSize: adjacent ranges, neither created by an explicit Split, both idle and together
 	// smaller than this, merge (16 MiB). Negative disables merges.
