@@ -422,6 +422,10 @@ func (h *Host) Compact(ctx context.Context, id base.RangeID) (uint64, error) {
 			if _, perr := h.Propose(ctx, id, nil); perr != nil {
 				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, perr)
 			}
+			// A snapshot may be in progress already: give it a moment.
+			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, perr)
+			}
 			continue
 		}
 		if retry, err := h.retryable(ctx, err); !retry {

@@ -51,8 +51,10 @@ func (n *Node) every(d time.Duration, what string, f func(ctx context.Context)) 
 }
 
 // publishLocal makes the meta range agree with the ranges this node leads: span and generation
-// come from the replica's state, voters from its membership. It repairs meta after a split
-// whose coordinator died before recording it.
+// come from the replica's state, replicas from the range's membership. It repairs meta after a
+// split whose coordinator died before recording it. Only differences are looked into, and then
+// the membership is read through the leader (linearizably), so a node that merely believes it
+// leads publishes nothing.
 func (n *Node) publishLocal(ctx context.Context) {
 	for _, lr := range n.host.LocalReplicas() {
 		if !lr.Leader {
@@ -63,25 +65,36 @@ func (n *Node) publishLocal(ctx context.Context) {
 			continue
 		}
 		d := n.cache.get(lr.Range)
-		want := &Descriptor{RangeID: lr.Range, Start: st.Span.Start, End: st.Span.End, Generation: st.Generation}
-		if d != nil {
-			want.Policy, want.Sticky = d.Policy, d.Sticky
-			for _, r := range d.Replicas {
-				if _, voter := lr.Voters[r.Node]; r.NonVoting && !voter {
-					want.Replicas = append(want.Replicas, r) // non-voting members are the driver's to record
-				}
-			}
-		}
-		for node := range lr.Voters {
-			want.Replicas = append(want.Replicas, Replica{Node: node})
-		}
-		sortReplicas(want.Replicas)
-		if d != nil && d.Generation == want.Generation && sameSpan(d.Span(), want.Span()) && sameReplicas(d.Replicas, want.Replicas) {
-			continue
-		}
-		if d != nil && d.Generation > want.Generation {
+		if d != nil && d.Generation > st.Generation {
 			continue // this replica is behind: its leader will catch up
 		}
+		if d != nil && d.Generation == st.Generation && sameSpan(d.Span(), st.Span) && sameSet(voterSet(d), keys(lr.Voters)) {
+			continue
+		}
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := n.host.Membership(mctx, lr.Range)
+		cancel()
+		if err != nil {
+			continue
+		}
+		want := &Descriptor{RangeID: lr.Range, Start: st.Span.Start, End: st.Span.End, Generation: st.Generation}
+		switch {
+		case d != nil:
+			want.Policy, want.Sticky = d.Policy, d.Sticky
+		default:
+			// A range a split made whose coordinator did not record it: it starts with the
+			// policy of the range it came from (meta keeps the one it has if it has one).
+			if parent := n.cache.lookup(st.Span.Start); parent != nil {
+				want.Policy = parent.Policy
+			}
+		}
+		for node := range m.Voters {
+			want.Replicas = append(want.Replicas, Replica{Node: node})
+		}
+		for node := range m.NonVoting {
+			want.Replicas = append(want.Replicas, Replica{Node: node, NonVoting: true})
+		}
+		sortReplicas(want.Replicas)
 		if err := n.publishDescriptor(ctx, want); err != nil {
 			n.log.Debug("publish descriptor failed", "range", lr.Range, "err", err)
 		}
@@ -90,17 +103,6 @@ func (n *Node) publishLocal(ctx context.Context) {
 
 func sameSpan(a, b base.Span) bool { return a.Equal(b) }
 
-func sameReplicas(a, b []Replica) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // collectReplicas destroys local replicas whose range removed this node (it was down while its
 // replicas were replaced, or a move's last step did not reach it).

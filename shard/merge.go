@@ -147,8 +147,13 @@ func (n *Node) merge(ctx context.Context, l, r *Descriptor) error {
 	if !lead.Frozen || !lead.Span.Equal(r.Span()) {
 		return unfreeze(fmt.Errorf("range %d changed under the merge", r.RangeID))
 	}
-	if len(lead.NonVotingMembers) > 0 || !sameSet(voterSet(l), keys(lead.Voters)) {
-		return unfreeze(fmt.Errorf("ranges %d and %d are not on the same nodes", l.RangeID, r.RangeID))
+	left, err := n.rangeInfo(ctx, l.RangeID, 0, infoOpts{membership: true})
+	if err != nil {
+		return unfreeze(err)
+	}
+	if len(lead.NonVotingMembers) > 0 || len(left.NonVotingMembers) > 0 || !sameSet(keys(left.Voters), keys(lead.Voters)) ||
+		left.Span.End == nil || !bytes.Equal(left.Span.End, lead.Span.Start) {
+		return unfreeze(fmt.Errorf("ranges %d and %d are not adjacent on the same nodes", l.RangeID, r.RangeID))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for node := range lead.Voters {

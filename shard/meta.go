@@ -277,6 +277,9 @@ func (n *Node) SetPolicy(ctx context.Context, key []byte, p Policy) error {
 		if err != nil {
 			return err
 		}
+		if !old.ContainsKey(key) {
+			return &RangeMovedError{Reason: "the range no longer holds the key", Desc: old}
+		}
 		nd := old.Clone()
 		nd.Policy = p
 		err = n.metaCPut(ctx, descKey(d.RangeID), encodeDescriptor(nd), cur)

@@ -321,6 +321,11 @@ func (n *Node) restart(ids []base.RangeID) error {
 		if !n.host.Bootstrapped(id) {
 			members, ok := n.bootRecord(id)
 			if !ok {
+				// A range a split created here, whose Raft group had not started yet: the split
+				// stored its voters beside its state.
+				members, ok = n.splitMembers(id)
+			}
+			if !ok {
 				// State without a Raft replica: a joining replica that crashed before its first
 				// snapshot completed, or leftovers. The placement driver re-adds it if needed.
 				n.log.Info("dropping range state without a replica", "range", id)
@@ -330,6 +335,18 @@ func (n *Node) restart(ids []base.RangeID) error {
 				continue
 			}
 			r.Members = members
+			for rid := range members {
+				if raftgroup.NodeOf(rid) == n.cfg.NodeID {
+					r.ReplicaID = rid
+				}
+			}
+			if r.ReplicaID == 0 {
+				n.log.Info("dropping range state: this node is not among its initial members", "range", id)
+				if err := n.engine.DestroyRange(id); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := n.host.StartReplica(r); err != nil {
 			return err
@@ -370,6 +387,19 @@ func bootMembers(nodes map[base.NodeID]string) map[uint64]string {
 		out[uint64(id)] = a
 	}
 	return out
+}
+
+// splitMembers returns the initial voters a split stored with range id's state.
+func (n *Node) splitMembers(id base.RangeID) (map[uint64]string, bool) {
+	m, ok, err := n.engine.SplitMembers(id)
+	if err != nil || !ok {
+		return nil, false
+	}
+	out := make(map[uint64]string, len(m))
+	for rid, a := range m {
+		out[uint64(rid)] = a
+	}
+	return out, true
 }
 
 func (n *Node) bootRecord(id base.RangeID) (map[uint64]string, bool) {

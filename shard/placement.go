@@ -11,7 +11,6 @@ import (
 
 	"github.com/bondkv/bondkv/internal/base"
 	"github.com/bondkv/bondkv/internal/rpc"
-	"github.com/bondkv/bondkv/store"
 )
 
 // driver is the placement driver. It acts only on the node that leads the meta range: it
@@ -98,7 +97,6 @@ func (dr *driver) tick(ctx context.Context) {
 		}
 		dr.launch(d, *p)
 	}
-	dr.thawStranded(ctx, v)
 	if issued == 0 {
 		dr.balanceLeaders(ctx, descs, v)
 		dr.considerMerges(ctx, descs, v)
@@ -456,12 +454,16 @@ func (n *Node) removeReplica(ctx context.Context, d *Descriptor, node, prefer ba
 		return err
 	}
 	// Best effort: a node that is down destroys its replica when it comes back (replica GC).
-	if addr, ok := n.addrOf(node); ok {
+	rid := info.ReplicaIDs[node]
+	if addr, ok := n.addrOf(node); ok && rid != 0 {
 		if node == n.cfg.NodeID {
-			return n.destroyLocal(ctx, d.RangeID)
+			if n.host.LocalReplicaID(d.RangeID) == rid {
+				return n.destroyLocal(ctx, d.RangeID)
+			}
+			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = n.client.Call(cctx, addr, methodDestroy, mustJSON(startReq{Range: d.RangeID}))
+		_, _ = n.client.Call(cctx, addr, methodDestroy, mustJSON(startReq{Range: d.RangeID, ReplicaID: rid}))
 		cancel()
 	}
 	return nil
@@ -533,22 +535,6 @@ func decodeSimple(node base.NodeID, raw []byte) (uint64, error) {
 	return resp.ReplicaID, resp.Err.err(node)
 }
 
-// thawStranded unfreezes ranges left frozen by a merge that did not finish (its coordinator
-// lost the meta leadership or died); a later look may merge them again.
-func (dr *driver) thawStranded(ctx context.Context, v *clusterView) {
-	for id, l := range v.loads {
-		if !l.Frozen || !dr.begin(id) {
-			continue
-		}
-		if _, err := dr.n.propose(ctx, id, []store.Command{store.UnfreezeCommand()}); err != nil {
-			dr.n.log.Warn("unfreeze a stranded range", "range", id, "err", err)
-		} else {
-			dr.n.log.Info("unfroze a range a merge left frozen", "range", id)
-		}
-		dr.end(id)
-	}
-}
-
 // balanceLeaders moves one leadership from the node leading the most ranges to a voter on a
 // node leading fewer, when they differ by two or more.
 func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *clusterView) {
@@ -572,6 +558,10 @@ func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *cl
 		}
 		for _, to := range d.Voters() {
 			if to != most && v.alive[to] && v.leaders[most]-v.leaders[to] >= 2 {
+				// The liveness record may be a second old: check who leads now.
+				if info, err := dr.n.rangeInfo(ctx, d.RangeID, 0, infoOpts{}); err != nil || info.Leader != most {
+					break
+				}
 				if !dr.begin(d.RangeID) {
 					return
 				}

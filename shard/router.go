@@ -283,8 +283,14 @@ func (n *Node) Scan(ctx context.Context, span base.Span, limit int) ([]store.KV,
 func (n *Node) propose(ctx context.Context, id base.RangeID, cmds []store.Command) (store.Result, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	if n.host.Running(id) {
-		return n.proposeLocal(ctx, id, cmds)
+	if n.preferLocal(id) {
+		res, err := n.proposeLocal(ctx, id, cmds)
+		var moved *RangeMovedError
+		if !errors.As(err, &moved) || moved.Desc != nil {
+			return res, err
+		}
+		// The local replica went away under the write (removed or merged): it did not apply
+		// there, so another replica may take it.
 	}
 	req := mustJSON(proposeReq{Range: id, Cmds: toWireCmds(cmds)})
 	var res store.Result
@@ -296,7 +302,37 @@ func (n *Node) propose(ctx context.Context, id base.RangeID, cmds []store.Comman
 		res.Code = store.ResultApplied
 		return resp.Err.err(node)
 	}, true)
+	if errors.Is(err, ErrNoQuorum) && n.host.Running(id) {
+		// Nobody else answered (peers still starting, say): the local replica waits for a
+		// leader itself.
+		return n.proposeLocal(ctx, id, cmds)
+	}
 	return res, err
+}
+
+// localUsable reports whether this node's replica of id can serve requests: it runs, holds the
+// range's state (a joining replica gets it with its first snapshot) and knows a leader (a
+// replica that just started has to hear from one first; asking it earlier would wait out a
+// whole attempt). Otherwise requests are forwarded.
+func (n *Node) localUsable(id base.RangeID) bool {
+	if !n.host.Running(id) {
+		return false
+	}
+	if _, ok := n.host.Leader(id); !ok {
+		return false
+	}
+	_, ok, err := n.engine.RangeState(id)
+	return err == nil && ok
+}
+
+// preferLocal reports whether a request for range id should go to this node's replica: it is
+// usable, or it runs and there is nobody to forward to (a new single-node cluster electing
+// its first leader).
+func (n *Node) preferLocal(id base.RangeID) bool {
+	if n.localUsable(id) {
+		return true
+	}
+	return n.host.Running(id) && len(n.targets(id)) == 0
 }
 
 // proposeLocal proposes on this node's replica and maps the result to errors.
@@ -346,8 +382,12 @@ func (n *Node) movedErr(id base.RangeID, reason string) error {
 func (n *Node) read(ctx context.Context, id base.RangeID, req readReq) ([]wireKV, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	if n.host.Running(id) {
-		return n.readLocal(ctx, req)
+	if n.preferLocal(id) {
+		kvs, err := n.readLocal(ctx, req)
+		var moved *RangeMovedError
+		if !errors.As(err, &moved) || moved.Desc != nil {
+			return kvs, err
+		}
 	}
 	var out []wireKV
 	err := n.forward(ctx, id, methodRead, mustJSON(req), func(node base.NodeID, raw []byte) error {
@@ -358,6 +398,9 @@ func (n *Node) read(ctx context.Context, id base.RangeID, req readReq) ([]wireKV
 		out = resp.KVs
 		return resp.Err.err(node)
 	}, false)
+	if errors.Is(err, ErrNoQuorum) && n.host.Running(id) {
+		return n.readLocal(ctx, req)
+	}
 	return out, err
 }
 
@@ -503,7 +546,8 @@ func (n *Node) forwardOnce(ctx context.Context, id base.RangeID, method string, 
 				last = fmt.Errorf("node %d: %w", t.node, err)
 				continue
 			}
-			if ctx.Err() != nil && write {
+			if write && !errors.Is(err, rpc.ErrUnknownMethod) {
+				// The request may have reached the node: its outcome is unknown.
 				return fmt.Errorf("range %d via node %d: %w: %w", id, t.node, base.ErrAmbiguous, err)
 			}
 			return fmt.Errorf("range %d via node %d: %w", id, t.node, err)

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -139,7 +140,11 @@ func (n *Node) serveDestroy(ctx context.Context, raw []byte) ([]byte, error) {
 	if err := decodeReq(raw, &req); err != nil {
 		return nil, err
 	}
-	err := n.destroyLocal(ctx, req.Range)
+	var err error
+	// Only the replica that was removed: a late request must not destroy a newer incarnation.
+	if req.ReplicaID != 0 && n.host.LocalReplicaID(req.Range) == req.ReplicaID && n.host.Running(req.Range) {
+		err = n.destroyLocal(ctx, req.Range)
+	}
 	return mustJSON(simpleResp{Err: toWire(err)}), nil
 }
 
@@ -147,11 +152,22 @@ func (n *Node) serveDestroy(ctx context.Context, raw []byte) ([]byte, error) {
 // member of the range.
 func (n *Node) destroyLocal(ctx context.Context, id base.RangeID) error {
 	n.drain(id)
+	st, hasState, err := n.engine.RangeState(id)
+	if err != nil {
+		return err
+	}
 	if err := n.host.DestroyReplica(ctx, id); err != nil {
 		return err
 	}
-	if err := n.engine.ClearRange(id); err != nil {
+	if err := n.engine.DestroyRange(id); err != nil {
 		return err
+	}
+	if hasState {
+		// The replica's data goes too, except where another range on this node owns it now
+		// (the state may be stale: the range split or shrank while this replica lagged).
+		if err := n.clearUnowned(st.Span, id); err != nil {
+			return err
+		}
 	}
 	if err := n.engine.DeleteNodeLocal(bootRecordKey(id)); err != nil {
 		return err
@@ -201,4 +217,49 @@ func (n *Node) serveLocateMeta(context.Context, []byte) ([]byte, error) {
 		}
 	}
 	return mustJSON(locateResp{Meta: meta}), nil
+}
+
+// clearUnowned deletes the data of span that no other range on this node owns.
+func (n *Node) clearUnowned(span base.Span, except base.RangeID) error {
+	ids, err := n.engine.Ranges()
+	if err != nil {
+		return err
+	}
+	pieces := []base.Span{span}
+	for _, id := range ids {
+		if id == except {
+			continue
+		}
+		st, ok, err := n.engine.RangeState(id)
+		if err != nil {
+			return err
+		}
+		if ok && !st.Span.Empty() {
+			pieces = subtract(pieces, st.Span)
+		}
+	}
+	for _, p := range pieces {
+		if err := n.engine.ClearSpan(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subtract removes o from every span of ss.
+func subtract(ss []base.Span, o base.Span) []base.Span {
+	var out []base.Span
+	for _, s := range ss {
+		if !s.Overlaps(o) {
+			out = append(out, s)
+			continue
+		}
+		if bytes.Compare(s.Start, o.Start) < 0 {
+			out = append(out, base.Span{Start: s.Start, End: o.Start})
+		}
+		if o.End != nil && (s.End == nil || bytes.Compare(o.End, s.End) < 0) {
+			out = append(out, base.Span{Start: o.End, End: s.End})
+		}
+	}
+	return out
 }

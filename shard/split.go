@@ -92,12 +92,16 @@ func (n *Node) publishSplit(ctx context.Context, left *Descriptor, key []byte, r
 // members returns range id's voters by replica ID (replica ID → address), read from a
 // replica; a split gives the new range the same replicas.
 func (n *Node) members(ctx context.Context, id base.RangeID) (map[base.NodeID]string, error) {
-	info, err := n.rangeInfo(ctx, id, 0, infoOpts{})
+	info, err := n.rangeInfo(ctx, id, 0, infoOpts{membership: true})
 	if err != nil {
 		return nil, err
 	}
 	if len(info.Voters) == 0 {
 		return nil, &RangeMovedError{Reason: fmt.Sprintf("range %d: no membership known", id)}
+	}
+	if len(info.NonVotingMembers) > 0 {
+		// A replica is moving: the new range would start on the old set. Wait for the move.
+		return nil, &RangeMovedError{Reason: fmt.Sprintf("range %d: a replica move is in progress", id)}
 	}
 	out := make(map[base.NodeID]string, len(info.Voters))
 	for node, addr := range info.Voters {

@@ -219,6 +219,8 @@ type applier struct {
 	stateDirty bool
 	// pending are the state changes of other ranges: nil deletes the state key.
 	pending map[base.RangeID]*RangeState
+	// members are the initial voters (encoded split arguments) of ranges a split created.
+	members map[base.RangeID][]byte
 	// local are the range-local records written so far by this call, for conditions.
 	local map[string]localRecord
 	// localPrefix is base.LocalUserPrefix(id), once needed.
@@ -421,6 +423,11 @@ func (a *applier) setOther(id base.RangeID, st *RangeState) {
 func (a *applier) finish(applied uint64) error {
 	if a.stateDirty {
 		if err := a.b.Set(base.StateKey(a.id), encodeState(a.st), nil); err != nil {
+			return err
+		}
+	}
+	for id, m := range a.members {
+		if err := a.b.Set(base.RangeLocalKey(id, membersSuffix), m, nil); err != nil {
 			return err
 		}
 	}

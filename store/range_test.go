@@ -128,6 +128,12 @@ func TestSplitMergeFreeze(t *testing.T) {
 		!maps.Equal(s.Members, testMembers) {
 		t.Fatalf("split result %+v", s)
 	}
+	if m, ok, err := e.SplitMembers(4); err != nil || !ok || !maps.Equal(m, testMembers) {
+		t.Fatalf("split members of the new range: %v %v %v", m, ok, err)
+	}
+	if _, ok, err := e.SplitMembers(3); err != nil || ok {
+		t.Fatalf("split members of a range no split created: %v %v", ok, err)
+	}
 	if st := mustState(t, e, 3); !st.Equal(left) {
 		t.Fatalf("left state %v", st)
 	}
@@ -484,5 +490,26 @@ func TestApproximateSizeAndSplitKey(t *testing.T) {
 	}
 	if n, err := e.ApproximateSize(base.NoSpan); err != nil || n != 0 {
 		t.Fatalf("ApproximateSize(NoSpan) = %d, %v", n, err)
+	}
+}
+
+func TestClearSpan(t *testing.T) {
+	e := openMem(t)
+	mustInit(t, e, 3, base.FullSpan)
+	mustApply(t, e, 3, entry(1, put("a", "1"), put("m", "1"), put("z", "1")))
+	if err := e.ClearSpan(base.Span{Start: []byte("b"), End: []byte("n")}); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{"a": true, "m": false, "z": true} {
+		_, err := e.Get([]byte(k))
+		if got := err == nil; got != want {
+			t.Errorf("%s present %v after clearing [b, n), want %v (%v)", k, got, want, err)
+		}
+	}
+	if st := mustState(t, e, 3); !st.Span.Equal(base.FullSpan) {
+		t.Fatalf("ClearSpan changed the range's state: %v", st)
+	}
+	if err := e.ClearSpan(base.Span{Start: []byte("n"), End: []byte("b")}); !errors.Is(err, base.ErrInvalidRange) {
+		t.Fatalf("inverted span: %v", err)
 	}
 }

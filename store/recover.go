@@ -115,3 +115,28 @@ func (c closingReader) Read(p []byte) (int, error) {
 		return c.r.Read(p)
 	}
 }
+
+// ClearSpan deletes, durably, the data records and intents of the user span (not any range's
+// state). The caller makes sure no range on this node owns any of it: it is for the data a
+// replica leaves behind when it is removed from this node.
+func (e *Engine) ClearSpan(span base.Span) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.exit()
+	if err := checkSpan(span); err != nil || span.Empty() {
+		return err
+	}
+	b := e.db.NewBatch()
+	defer b.Close()
+	for _, f := range []func(base.Span) ([]byte, []byte){base.DataSpan, base.IntentSpan} {
+		start, end := f(span)
+		if err := b.DeleteRange(start, end, nil); err != nil {
+			return fmt.Errorf("store: clear %s: %w", span, err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: clear %s: %w", span, err)
+	}
+	return nil
+}

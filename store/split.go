@@ -3,8 +3,11 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/bondkv/bondkv/internal/base"
 )
@@ -105,7 +108,40 @@ func (a *applier) split(index uint64, c Command) Result {
 	}
 	if !a.otherHasState(newID) {
 		a.setOther(newID, &right)
+		// The new range's initial voters go with its state, in the same batch: a node that
+		// crashes before it starts the new range's Raft group finds them at restart.
+		if a.members == nil {
+			a.members = make(map[base.RangeID][]byte)
+		}
+		a.members[newID] = bytes.Clone(c.Value)
 	}
 	a.st, a.stateDirty = left, true
 	return Result{Code: ResultApplied, Split: &SplitResult{Left: a.id, LeftState: left.Clone(), Right: newID, RightState: right.Clone(), Members: members}}
+}
+
+// membersSuffix is the range-local key (r/<id>/members) holding the initial voters a split gave
+// the range, as the split command encoded them. Snapshots carry it like any range-local key.
+const membersSuffix = "members"
+
+// SplitMembers returns the initial voters (replica ID → address, keyed as base.NodeID) that the
+// split which created range id gave it; ok is false if range id was not created by a split on
+// this node (or its state came from elsewhere).
+func (e *Engine) SplitMembers(id base.RangeID) (members map[base.NodeID]string, ok bool, err error) {
+	if err := e.enter(); err != nil {
+		return nil, false, err
+	}
+	defer e.exit()
+	v, closer, err := e.db.Get(base.RangeLocalKey(id, membersSuffix))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: range %d: split members: %w", id, err)
+	}
+	defer closer.Close()
+	_, members, err = decodeSplitArgs(v)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: range %d: split members: %w", id, err)
+	}
+	return members, true, nil
 }
