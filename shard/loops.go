@@ -103,7 +103,6 @@ func (n *Node) publishLocal(ctx context.Context) {
 
 func sameSpan(a, b base.Span) bool { return a.Equal(b) }
 
-
 // collectReplicas destroys local replicas whose range removed this node (it was down while its
 // replicas were replaced, or a move's last step did not reach it).
 func (n *Node) collectReplicas(ctx context.Context) {
