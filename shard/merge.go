@@ -131,8 +131,15 @@ func sameSet(a, b map[base.NodeID]bool) bool {
 // replica of r applied the freeze (and made it durable), then has l take over r's span in one
 // command. If a replica cannot confirm, r is unfrozen and nothing changes.
 func (n *Node) merge(ctx context.Context, l, r *Descriptor) error {
-	if _, err := n.propose(ctx, r.RangeID, []store.Command{store.FreezeCommand()}); err != nil && !errors.Is(err, errFrozen) {
-		return fmt.Errorf("freeze range %d: %w", r.RangeID, err)
+	// Freezing is idempotent: an attempt with an unknown outcome is repeated.
+	for {
+		_, err := n.propose(ctx, r.RangeID, []store.Command{store.FreezeCommand()})
+		if err == nil || errors.Is(err, errFrozen) {
+			break
+		}
+		if !errors.Is(err, base.ErrAmbiguous) || ctx.Err() != nil {
+			return fmt.Errorf("freeze range %d: %w", r.RangeID, err)
+		}
 	}
 	unfreeze := func(cause error) error {
 		if _, err := n.propose(ctx, r.RangeID, []store.Command{store.UnfreezeCommand()}); err != nil {
@@ -171,17 +178,28 @@ func (n *Node) merge(ctx context.Context, l, r *Descriptor) error {
 		}
 	}
 	args := store.MergeArgs{Right: r.RangeID, RightSpan: lead.Span, RightGeneration: lead.Gen, RightVersion: lead.Version}
-	_, err = n.propose(ctx, l.RangeID, []store.Command{store.MergeCommand(args)})
-	if errors.Is(err, errRejected) {
-		// Maybe this merge applied and the answer was lost: check before unfreezing.
-		if info, ierr := n.rangeInfo(ctx, l.RangeID, 0, infoOpts{}); ierr == nil && info.Span.End != nil && lead.Span.End != nil && bytes.Equal(info.Span.End, lead.Span.End) ||
-			ierr == nil && info.Span.End == nil && lead.Span.End == nil && info.Gen > l.Generation {
-			err = nil
-		}
+	// merged reports whether the left range has taken over the right one's span.
+	took := func() bool {
+		info, err := n.rangeInfo(ctx, l.RangeID, 0, infoOpts{})
+		return err == nil && bytes.Equal(info.Span.Start, left.Span.Start) &&
+			(info.Span.End == nil && lead.Span.End == nil || info.Span.End != nil && lead.Span.End != nil && bytes.Equal(info.Span.End, lead.Span.End))
 	}
-	if err != nil {
+	for {
+		_, err = n.propose(ctx, l.RangeID, []store.Command{store.MergeCommand(args)})
+		if err == nil {
+			break
+		}
+		if (errors.Is(err, errRejected) || errors.Is(err, base.ErrAmbiguous)) && took() {
+			// The merge applied and its answer was lost (a repeat is refused: the spans no
+			// longer meet).
+			err = nil
+			break
+		}
+		if errors.Is(err, base.ErrAmbiguous) && ctx.Err() == nil {
+			continue // not applied yet: a repeat is refused if the first one applies later
+		}
 		if errors.Is(err, base.ErrAmbiguous) {
-			return err // r stays frozen: a later look finishes or undoes it
+			return err // the right range stays frozen; the next merge attempt finishes it
 		}
 		return unfreeze(err)
 	}
@@ -196,7 +214,7 @@ func (n *Node) merge(ctx context.Context, l, r *Descriptor) error {
 	if err := n.publishDescriptor(ctx, merged); err != nil {
 		return err
 	}
-	_, err = n.propose(ctx, base.MetaRangeID, []store.Command{{Op: store.OpDeleteLocal, Key: descKey(r.RangeID)}})
+	err = n.metaDelete(ctx, descKey(r.RangeID))
 	n.cache.remove(r.RangeID)
 	n.log.Debug("merge recorded in meta", "left", l.RangeID, "right", r.RangeID)
 	return err

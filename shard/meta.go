@@ -36,18 +36,48 @@ func liveKey(id base.NodeID) []byte  { return idKey(livePrefix, uint64(id)) }
 
 func encodeUint(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// metaPut writes records to the meta range.
+// metaPut writes a record to the meta range. A put is idempotent, so an attempt with an
+// unknown outcome (a leadership change of the meta range, say) is simply repeated.
 func (n *Node) metaPut(ctx context.Context, key, value []byte) error {
-	_, err := n.propose(ctx, base.MetaRangeID, []store.Command{{Op: store.OpPutLocal, Key: key, Value: value}})
-	return err
+	for {
+		_, err := n.propose(ctx, base.MetaRangeID, []store.Command{{Op: store.OpPutLocal, Key: key, Value: value}})
+		if !errors.Is(err, base.ErrAmbiguous) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// metaDelete deletes a record of the meta range (idempotent, like metaPut).
+func (n *Node) metaDelete(ctx context.Context, key []byte) error {
+	for {
+		_, err := n.propose(ctx, base.MetaRangeID, []store.Command{{Op: store.OpDeleteLocal, Key: key}})
+		if !errors.Is(err, base.ErrAmbiguous) || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // metaCPut writes key = value if its current value is expect (nil expect: if absent), else
-// fails with ErrConditionFailed.
+// fails with ErrConditionFailed. An attempt with an unknown outcome is resolved by reading the
+// record: value there means it applied (or an identical write did), expect there means it
+// did not and it is tried again.
 func (n *Node) metaCPut(ctx context.Context, key, value, expect []byte) error {
 	c := store.Command{Op: store.OpCPutLocal, Key: key, Value: value, Expect: expect, ExpectAbsent: expect == nil}
-	_, err := n.propose(ctx, base.MetaRangeID, []store.Command{c})
-	return err
+	for {
+		_, err := n.propose(ctx, base.MetaRangeID, []store.Command{c})
+		if !errors.Is(err, base.ErrAmbiguous) || ctx.Err() != nil {
+			return err
+		}
+		cur, rerr := n.metaGet(ctx, key)
+		switch {
+		case rerr != nil:
+			return err
+		case bytes.Equal(cur, value):
+			return nil
+		case !bytes.Equal(cur, expect) || (expect == nil) != (cur == nil):
+			return fmt.Errorf("%w (after an attempt with an unknown outcome)", ErrConditionFailed)
+		}
+	}
 }
 
 // metaScan reads every meta record under prefix, linearizably.

@@ -27,7 +27,12 @@ type driver struct {
 	recent   []time.Time // start times of moves in the last minute
 	firstSee map[base.RangeID]time.Time
 	wasLead  bool
+
+	lastLeaderMove time.Time
 }
+
+// leaderMoveGap is the least time between two leadership transfers for balance.
+const leaderMoveGap = 5 * time.Second
 
 func newDriver(n *Node) *driver {
 	return &driver{n: n, started: time.Now(), inflight: make(map[base.RangeID]bool), firstSee: make(map[base.RangeID]time.Time)}
@@ -538,7 +543,12 @@ func decodeSimple(node base.NodeID, raw []byte) (uint64, error) {
 // balanceLeaders moves one leadership from the node leading the most ranges to a voter on a
 // node leading fewer, when they differ by two or more.
 func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *clusterView) {
-	if len(v.alive) < 2 {
+	// A leadership transfer drops the proposals followers are forwarding at that moment (their
+	// writers see ErrAmbiguous), so leaderships move slowly: one every leaderMoveGap.
+	dr.mu.Lock()
+	recent := time.Since(dr.lastLeaderMove) < leaderMoveGap
+	dr.mu.Unlock()
+	if len(v.alive) < 2 || recent {
 		return
 	}
 	var most base.NodeID
@@ -570,6 +580,9 @@ func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *cl
 					dr.n.log.Debug("leader balance", "range", d.RangeID, "to", to, "err", err)
 					return
 				}
+				dr.mu.Lock()
+				dr.lastLeaderMove = time.Now()
+				dr.mu.Unlock()
 				dr.n.log.Info("leadership moved for balance", "range", d.RangeID, "from", most, "to", to)
 				return
 			}

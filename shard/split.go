@@ -55,11 +55,13 @@ func (n *Node) split(ctx context.Context, key []byte, sticky bool) error {
 			n.splits.Add(1)
 			return n.publishSplit(ctx, d, key, newID, members, sticky)
 		}
-		if !retryable(err) && !errors.Is(err, errRejected) {
+		if !retryable(err) && !errors.Is(err, errRejected) && !errors.Is(err, base.ErrAmbiguous) {
 			return fmt.Errorf("shard: split at %q: %w", key, err)
 		}
-		// The range moved or changed under us (maybe this very split applied and the answer
-		// was lost): look again.
+		// The range moved or changed under us, or this very split applied and the answer was
+		// lost (then the key starts a range once meta records it; the new range's leader
+		// records it within a second if this node does not): look again. A repeated split at a
+		// key that is already a boundary is refused, so it cannot apply twice.
 		force = true
 		if perr := sleepCtx(ctx, time.Duration(attempt+1)*20*time.Millisecond); perr != nil {
 			return fmt.Errorf("shard: split at %q: %w (last: %w)", key, perr, err)
