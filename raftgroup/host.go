@@ -335,6 +335,14 @@ func (h *Host) Read(ctx context.Context, id base.RangeID, f ReadFunc) (any, erro
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	for {
+		// A ReadIndex handed to a replica that knows no leader yet (one that just started, or
+		// mid-election) can wait out a whole attempt: wait for a leader first.
+		if _, _, ok, err := h.nh.GetLeaderID(uint64(id)); err == nil && !ok {
+			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+				return nil, fmt.Errorf("raftgroup: range %d: read: no leader: %w", id, perr)
+			}
+			continue
+		}
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
 		v, err := h.nh.SyncRead(actx, uint64(id), f)
 		acancel()

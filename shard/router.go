@@ -310,15 +310,12 @@ func (n *Node) propose(ctx context.Context, id base.RangeID, cmds []store.Comman
 	return res, err
 }
 
-// localUsable reports whether this node's replica of id can serve requests: it runs, holds the
-// range's state (a joining replica gets it with its first snapshot) and knows a leader (a
-// replica that just started has to hear from one first; asking it earlier would wait out a
-// whole attempt). Otherwise requests are forwarded.
+// localUsable reports whether this node's replica of id can serve requests: it runs and holds
+// the range's state (a joining replica gets it with its first snapshot). Without a known leader
+// the replica waits for one (raftgroup does), which is better than forwarding to a node that
+// may be the very leader that was lost.
 func (n *Node) localUsable(id base.RangeID) bool {
 	if !n.host.Running(id) {
-		return false
-	}
-	if _, ok := n.host.Leader(id); !ok {
 		return false
 	}
 	_, ok, err := n.engine.RangeState(id)
