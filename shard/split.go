@@ -36,9 +36,7 @@ func (n *Node) split(ctx context.Context, key []byte, sticky bool) error {
 		}
 		if bytes.Equal(d.Start, key) {
 			if sticky && !d.Sticky {
-				d = d.Clone()
-				d.Sticky = true
-				return n.publishDescriptor(ctx, d)
+				return n.markSticky(ctx, d.RangeID)
 			}
 			return nil
 		}
@@ -65,6 +63,28 @@ func (n *Node) split(ctx context.Context, key []byte, sticky bool) error {
 		force = true
 		if perr := sleepCtx(ctx, time.Duration(attempt+1)*20*time.Millisecond); perr != nil {
 			return fmt.Errorf("shard: split at %q: %w (last: %w)", key, perr, err)
+		}
+	}
+}
+
+// markSticky sets the sticky bit of range id's descriptor as meta holds it now.
+func (n *Node) markSticky(ctx context.Context, id base.RangeID) error {
+	for {
+		cur, err := n.metaGet(ctx, descKey(id))
+		if err != nil || cur == nil {
+			return err
+		}
+		d, err := decodeDescriptor(cur)
+		if err != nil || d.Sticky {
+			return err
+		}
+		d.Sticky = true
+		err = n.metaCPut(ctx, descKey(id), encodeDescriptor(d), cur)
+		if !errors.Is(err, ErrConditionFailed) {
+			if err == nil {
+				n.cache.put(d)
+			}
+			return err
 		}
 	}
 }
