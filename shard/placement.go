@@ -363,19 +363,8 @@ func (n *Node) addReplica(ctx context.Context, d *Descriptor, target base.NodeID
 			// create state outside it), whichever voter leads when it joins.
 			// A voter that cannot be reached (the dead node being replaced) is skipped: it
 			// would have to come back and win an election before the new replica caught up.
-			compacted := 0
-			for voter := range info.Voters {
-				err := n.changeOn(ctx, voter, changeReq{Range: d.RangeID, Op: "compact"})
-				switch {
-				case err == nil:
-					compacted++
-				case errors.Is(err, rpc.ErrUnavailable) || errors.Is(err, errNodeUnavailable):
-				default:
-					return err
-				}
-			}
-			if compacted*2 <= len(info.Voters) {
-				return fmt.Errorf("compacted the log on only %d of %d voters", compacted, len(info.Voters))
+			if err := n.compactVoters(ctx, d.RangeID, info.Voters); err != nil {
+				return err
 			}
 			var err error
 			if rid, err = n.changeRID(ctx, d.RangeID, changeReq{Op: "add_non_voting", Node: target, Addr: addr}); err != nil {
@@ -395,6 +384,26 @@ func (n *Node) addReplica(ctx context.Context, d *Descriptor, target base.NodeID
 	}
 	d.setReplica(Replica{Node: target})
 	return n.publishDescriptor(ctx, d.Clone())
+}
+
+// compactVoters snapshots range id and truncates its log on every voter it can reach (at
+// least a majority), so that a replica joining now starts from a snapshot.
+func (n *Node) compactVoters(ctx context.Context, id base.RangeID, voters map[base.NodeID]string) error {
+	compacted := 0
+	for voter := range voters {
+		err := n.changeOn(ctx, voter, changeReq{Range: id, Op: "compact"})
+		switch {
+		case err == nil:
+			compacted++
+		case errors.Is(err, rpc.ErrUnavailable) || errors.Is(err, errNodeUnavailable):
+		default:
+			return err
+		}
+	}
+	if compacted*2 <= len(voters) {
+		return fmt.Errorf("compacted the log on only %d of %d voters", compacted, len(voters))
+	}
+	return nil
 }
 
 // waitCaughtUp starts target's replica and waits until it has applied what the leader had
