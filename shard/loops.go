@@ -27,7 +27,6 @@ func (n *Node) startLoops() {
 		}
 	})
 	n.every(5*time.Second, "replica gc", n.collectReplicas)
-	n.every(5*time.Second, "missing replicas", n.startMissing)
 	n.every(n.cfg.PlacementInterval, "placement", n.driver.tick)
 }
 
@@ -129,48 +128,3 @@ func (n *Node) collectReplicas(ctx context.Context) {
 		}
 	}
 }
-
-// startMissing starts replicas the meta range says this node has but that do not run here: a
-// split can race a replica move and list a node that never applied it, or a start can be lost.
-// It waits until a replica has been missing for missingGrace (a move in progress starts its
-// replica itself), then joins it from a snapshot as the member the range's membership says.
-func (n *Node) startMissing(ctx context.Context) {
-	now := time.Now()
-	seen := make(map[base.RangeID]time.Time)
-	for _, d := range n.cache.all() {
-		if !d.HasReplica(n.cfg.NodeID) || n.host.Running(d.RangeID) {
-			continue
-		}
-		first, ok := n.missing[d.RangeID]
-		if !ok {
-			first = now
-		}
-		seen[d.RangeID] = first
-		if now.Sub(first) < missingGrace {
-			continue
-		}
-		info, err := n.rangeInfo(ctx, d.RangeID, 0, infoOpts{membership: true})
-		if err != nil {
-			continue
-		}
-		rid, ok := info.ReplicaIDs[n.cfg.NodeID]
-		if !ok || info.RemovedIDs[rid] {
-			continue
-		}
-		_, nonVoting := info.NonVotingMembers[n.cfg.NodeID]
-		if err := n.compactVoters(ctx, d.RangeID, info.Voters); err != nil {
-			continue
-		}
-		if err := n.startJoining(d.RangeID, rid, nonVoting); err != nil {
-			n.log.Warn("starting a missing replica failed", "range", d.RangeID, "err", err)
-			continue
-		}
-		n.log.Info("started a replica this node was listed for but did not run", "range", d.RangeID)
-		delete(seen, d.RangeID)
-	}
-	n.missing = seen
-}
-
-// missingGrace is how long a replica may be listed for this node without running before
-// startMissing starts it.
-const missingGrace = 15 * time.Second

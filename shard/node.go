@@ -149,8 +149,6 @@ type Node struct {
 	closeMu sync.Mutex
 	closed  bool
 
-	missing map[base.RangeID]time.Time // replicas listed for this node but not running (startMissing's goroutine only)
-
 	mergedMu sync.Mutex
 	merged   map[base.RangeID]bool // ranges merged away on this node since it started
 }

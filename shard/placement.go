@@ -395,7 +395,8 @@ func (n *Node) compactVoters(ctx context.Context, id base.RangeID, voters map[ba
 		switch {
 		case err == nil:
 			compacted++
-		case errors.Is(err, rpc.ErrUnavailable) || errors.Is(err, errNodeUnavailable):
+		case errors.Is(err, rpc.ErrUnavailable) || errors.Is(err, errNodeUnavailable) || errors.Is(err, ErrRangeMoved):
+			// Unreachable, or a voter that does not run its replica (the one being started).
 		default:
 			return err
 		}
@@ -572,7 +573,9 @@ func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *cl
 	}
 	for _, ld := range l.Leading {
 		d := dr.n.cache.get(ld.Range)
-		if d == nil {
+		// The meta range's leadership stays put: it carries the placement driver, and moving
+		// it hands balancing to a node whose view of who leads what is older.
+		if d == nil || d.RangeID == base.MetaRangeID {
 			continue
 		}
 		for _, to := range d.Voters() {

@@ -46,7 +46,11 @@ func (n *Node) split(ctx context.Context, key []byte, sticky bool) error {
 			}
 		}
 		members, err := n.members(ctx, d.RangeID)
-		if err == nil {
+		if err != nil {
+			// The membership could not be read (no leader at the moment, a move in progress):
+			// nothing was proposed, so try again.
+			err = fmt.Errorf("%w: %w", ErrNoQuorum, err)
+		} else {
 			_, err = n.propose(ctx, d.RangeID, []store.Command{store.SplitCommand(key, newID, members)})
 		}
 		if err == nil {
