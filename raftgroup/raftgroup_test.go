@@ -425,3 +425,47 @@ func TestQuiescedGroupLosesItsLeader(t *testing.T) {
 		t.Fatalf("read after: %q, %v", v, err)
 	}
 }
+
+// TestReaddAfterRemove: a node removed from a range can hold it again, as a new incarnation
+// (dragonboat never lets a removed replica ID back).
+func TestReaddAfterRemove(t *testing.T) {
+	h := newHarness(t)
+	h.cluster(3)
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		h.put(1, fmt.Sprintf("k%03d", i), "v")
+	}
+	if err := h.nodes[1].host.RemoveReplica(ctx, testRange, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.nodes[3].host.DestroyReplica(ctx, testRange); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.nodes[3].engine.ClearRange(testRange); err != nil {
+		t.Fatal(err)
+	}
+	h.put(1, "after-remove", "v")
+	if _, err := h.nodes[1].host.Compact(ctx, testRange); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := h.nodes[1].host.AddNonVoting(ctx, testRange, 3, h.nodes[3].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if NodeOf(rid) != 3 || rid == 3 {
+		t.Fatalf("re-added replica id %#x, want a new incarnation of node 3", rid)
+	}
+	if err := h.nodes[3].host.StartReplica(Replica{Range: testRange, ReplicaID: rid, Join: true, NonVoting: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.converge(1, 2, 3)
+	if err := h.nodes[2].host.Promote(ctx, testRange, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.get(3, "after-remove"); err != nil || got != "v" {
+		t.Fatalf("read on the re-added replica: %q, %v", got, err)
+	}
+	if h.nodes[3].host.LocalReplicaID(testRange) != rid {
+		t.Fatalf("local replica id %#x, want %#x", h.nodes[3].host.LocalReplicaID(testRange), rid)
+	}
+}
