@@ -222,7 +222,6 @@ func (p *proposer) failPending(err error) {
 
 // run proposes one entry carrying every waiter's commands and reports its outcome to each.
 func (p *proposer) run(batch []*waiter) {
-	defer p.lastDone.Store(time.Now().UnixNano())
 	if err := p.wake(batch); err != nil {
 		for _, w := range batch {
 			w.done <- outcome{err: err}
@@ -237,6 +236,9 @@ func (p *proposer) run(batch []*waiter) {
 	p.entries.Add(1)
 	p.commands.Add(uint64(len(cmds)))
 	o := p.proposeEntry(data, func() bool { return p.abandonedAll(batch) })
+	if o.err == nil {
+		p.lastDone.Store(time.Now().UnixNano())
+	}
 	for _, w := range batch {
 		w.done <- o
 	}
@@ -305,6 +307,9 @@ func (p *proposer) attempt(data []byte) (outcome, error) {
 	case r.Terminated():
 		return outcome{err: fmt.Errorf("range %d: %w: replica stopped", p.id, base.ErrAmbiguous)}, nil
 	case r.Timeout():
+		// The leader this replica forwards to may be gone while the replica sits quiesced
+		// (a quiesced follower does not notice by itself): the next entry wakes the group first.
+		p.lastDone.Store(0)
 		return outcome{err: fmt.Errorf("range %d: %w: proposal timed out", p.id, base.ErrAmbiguous)}, nil
 	}
 	return outcome{err: fmt.Errorf("range %d: proposal rejected", p.id)}, nil
