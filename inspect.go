@@ -3,6 +3,7 @@ package bondkv
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/bondkv/bondkv/internal/base"
 	"github.com/bondkv/bondkv/raftgroup"
@@ -68,11 +69,7 @@ func (db *DB) localRanges() []base.RangeID {
 	for _, lr := range db.host.LocalReplicas() {
 		ids = append(ids, lr.Range)
 	}
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
-		}
-	}
+	slices.Sort(ids)
 	return ids
 }
 

@@ -245,11 +245,12 @@ func (p *proposer) run(batch []*waiter) {
 }
 
 // wakeAfter is how long a range may go without a write from this node before the next one
-// first confirms a live leader with a ReadIndex round. Idle groups quiesce (see ReplicaConfig):
-// a quiesced follower keeps believing in its last leader and forwards proposals to it, so a
-// proposal into a group whose leader died while it was quiet would time out with an unknown
-// outcome. A ReadIndex wakes the group (an election follows if the leader is gone) and
-// succeeds only through a live leader, and a read has no outcome to lose.
+// first confirms a live leader with a ReadIndex round (and the entry after a timed-out proposal
+// does the same). A follower keeps believing in its last leader until an election timeout
+// passes, and forwards proposals to it, so a proposal into a group whose leader just died would
+// time out with an unknown outcome (TestQuietGroupLosesItsLeader fails without this). A ReadIndex
+// succeeds only through a live leader (it also wakes a quiesced group), and a read has no
+// outcome to lose.
 const wakeAfter = 5 * time.Second
 
 // wake confirms, after a quiet spell, that the group has a live leader; the error (nothing was

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/bondkv/bondkv/internal/base"
 )
@@ -104,7 +103,7 @@ func (d *Descriptor) setReplica(r Replica) {
 		}
 	}
 	d.Replicas = append(d.Replicas, r)
-	sort.Slice(d.Replicas, func(i, j int) bool { return d.Replicas[i].Node < d.Replicas[j].Node })
+	sortReplicas(d.Replicas)
 }
 
 func (d *Descriptor) removeReplica(node base.NodeID) {

@@ -2,10 +2,12 @@ package shard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -186,11 +188,7 @@ func (n *Node) rangeInfo(ctx context.Context, id base.RangeID, node base.NodeID,
 }
 
 func sortReplicas(rs []Replica) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].Node < rs[j-1].Node; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
+	slices.SortFunc(rs, func(a, b Replica) int { return cmp.Compare(a.Node, b.Node) })
 }
 
 // loadTracker follows the ranges this node leads: entries applied per second and size, for
