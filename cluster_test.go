@@ -31,11 +31,14 @@ type writer struct {
 	fails atomic.Int64
 	avoid atomic.Int64 // 1 + index of a node clients should not use (cut off), or 0
 	stop  chan struct{}
+	once  sync.Once
 	wg    sync.WaitGroup
+	last  atomic.Value // the last write error, for the stall message
 }
 
-func startWriters(c *testcluster.Cluster, goroutines int) *writer {
+func startWriters(t testing.TB, c *testcluster.Cluster, goroutines int) *writer {
 	w := &writer{c: c, acked: map[string]string{}, stop: make(chan struct{})}
+	t.Cleanup(w.stopOnce) // a failed test leaves no writer running
 	for g := 0; g < goroutines; g++ {
 		w.wg.Add(1)
 		go func() {
@@ -64,6 +67,7 @@ func startWriters(c *testcluster.Cluster, goroutines int) *writer {
 				cancel()
 				if err != nil {
 					w.fails.Add(1) // killed node, lost leader: not acknowledged
+					w.last.Store(fmt.Sprintf("node %d: %v", idx+1, err))
 					continue
 				}
 				w.mu.Lock()
@@ -77,9 +81,13 @@ func startWriters(c *testcluster.Cluster, goroutines int) *writer {
 }
 
 func (w *writer) halt() map[string]string {
-	close(w.stop)
-	w.wg.Wait()
+	w.stopOnce()
 	return w.acked
+}
+
+func (w *writer) stopOnce() {
+	w.once.Do(func() { close(w.stop) })
+	w.wg.Wait()
 }
 
 // waitProgress waits until at least n more writes were acknowledged.
@@ -89,7 +97,8 @@ func (w *writer) waitProgress(t *testing.T, n int64) {
 	deadline := time.Now().Add(30 * time.Second)
 	for w.n.Load() < target {
 		if time.Now().After(deadline) {
-			t.Fatalf("writes stalled at %d acknowledged (%d failed)", w.n.Load(), w.fails.Load())
+			t.Fatalf("writes stalled at %d acknowledged (%d failed, last error %v)\n%s",
+				w.n.Load(), w.fails.Load(), w.last.Load(), w.c.Describe())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -121,7 +130,7 @@ func checkAll(t *testing.T, c *testcluster.Cluster, acked map[string]string) {
 // identical on every replica (compared by checksum at equal applied index, and by reads).
 func TestClusterKillLeaderRestartSnapshotCatchUp(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Nodes: 3, Expert: clusterExpert})
-	w := startWriters(c, 8)
+	w := startWriters(t, c, 8)
 	w.waitProgress(t, 100)
 
 	leader, err := c.WaitLeader(context.Background())
@@ -186,7 +195,7 @@ func TestClusterLeaderTransfer(t *testing.T) {
 func TestClusterPartitionHeals(t *testing.T) {
 	nw := netsim.New()
 	c := testcluster.New(t, testcluster.Config{Nodes: 3, Expert: clusterExpert, Network: nw})
-	w := startWriters(c, 4)
+	w := startWriters(t, c, 4)
 	w.waitProgress(t, 50)
 	leader, err := c.WaitLeader(context.Background())
 	if err != nil {

@@ -409,10 +409,28 @@ func (h *Host) WaitLeader(ctx context.Context, id base.RangeID) (base.NodeID, er
 	}
 }
 
+// waitCompacted waits until range id's log on this node starts after index idx.
+func (h *Host) waitCompacted(ctx context.Context, id base.RangeID, idx uint64) error {
+	for {
+		lr, err := h.nh.GetLogReader(uint64(id))
+		if err != nil {
+			return err
+		}
+		if first, _ := lr.GetRange(); first > idx {
+			return nil
+		}
+		if err := pause(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
 // Compact takes a snapshot of range id on this node and compacts its log up to it, so that a
 // replica further behind must catch up from a streamed snapshot. dragonboat rejects a snapshot
 // request when nothing was applied since the last snapshot (or one is being taken); Compact then
-// commits an empty entry and asks again.
+// commits an empty entry and asks again. dragonboat drops the log entries after the snapshot
+// request returns, on its own worker; Compact returns once they are gone, so a replica added
+// after it cannot be sent them.
 func (h *Host) Compact(ctx context.Context, id base.RangeID) (uint64, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
@@ -424,6 +442,9 @@ func (h *Host) Compact(ctx context.Context, id base.RangeID) (uint64, error) {
 		})
 		acancel()
 		if err == nil {
+			if err := h.waitCompacted(ctx, id, idx); err != nil {
+				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, err)
+			}
 			return idx, nil
 		}
 		if errors.Is(err, dragonboat.ErrRejected) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -350,4 +351,28 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Describe returns, for every live node, each local replica's range, applied index and leader
+// as that node sees it, and the node's proposal counters: what a test prints when progress
+// stalls.
+func (c *Cluster) Describe() string {
+	var b strings.Builder
+	for _, i := range c.Live() {
+		db := c.Node(i)
+		if db == nil {
+			continue
+		}
+		rs, err := db.Inspect().Replicas()
+		if err != nil {
+			fmt.Fprintf(&b, "node %d: %v\n", i+1, err)
+			continue
+		}
+		for _, r := range rs {
+			l, ok := db.Inspect().RangeLeader(r.Range)
+			fmt.Fprintf(&b, "node %d range %d: applied %d, leader %d (known %v), proposals %+v\n",
+				i+1, r.Range, r.AppliedIndex, l, ok, db.Inspect().RangeProposalStats(r.Range))
+		}
+	}
+	return b.String()
 }
