@@ -3,6 +3,8 @@ package bondkv_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,6 +99,12 @@ func (w *writer) waitProgress(t *testing.T, n int64) {
 	deadline := time.Now().Add(30 * time.Second)
 	for w.n.Load() < target {
 		if time.Now().After(deadline) {
+			if f := os.Getenv("BONDKV_STALL_DUMP"); f != "" { // every goroutine's stack, for a post-mortem
+				if out, err := os.Create(f); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(out, 2)
+					_ = out.Close()
+				}
+			}
 			t.Fatalf("writes stalled at %d acknowledged (%d failed, last error %v)\n%s",
 				w.n.Load(), w.fails.Load(), w.last.Load(), w.c.Describe())
 		}

@@ -35,6 +35,7 @@ type DB struct {
 	mux     *rpc.Mux
 	serveWG sync.WaitGroup
 	metrics *metricsCollector // nil without Options.Metrics
+	txn     txnCounters
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -95,7 +96,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
 	}
+	o.Txn = o.Txn.withDefaults()
 	db := &DB{engine: engine}
+	db.txn.stop, db.txn.cancel = context.WithCancel(context.Background())
 	if err := db.start(dir, o); err != nil {
 		return nil, errors.Join(err, db.shutdown())
 	}
@@ -201,6 +204,10 @@ func (db *DB) start(dir string, o Options) error {
 
 // shutdown stops whatever start started, in reverse order, and closes the engine.
 func (db *DB) shutdown() error {
+	if db.txn.cancel != nil {
+		db.txn.cancel() // background intent resolution; readers finish what it leaves
+		db.txn.resolving.Wait()
+	}
 	if db.metrics != nil {
 		db.opts.Metrics.Unregister(db.metrics)
 	}

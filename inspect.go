@@ -149,3 +149,7 @@ func (in *Inspector) Merge(ctx context.Context, key []byte) error {
 	}
 	return in.db.node.Merge(ctx, key)
 }
+
+// TxnStats returns this node's transaction counters (commits by path, conflicts, aborts,
+// intents resolved).
+func (in *Inspector) TxnStats() TxnStats { return in.db.txn.stats() }

@@ -41,10 +41,23 @@ func (db *DB) write(ctx context.Context, cmd store.Command) error {
 	if err := db.checkOpen(); err != nil {
 		return err
 	}
-	if err := db.node.Write(ctx, cmd.Key, []store.Command{cmd}); err != nil {
-		return fmt.Errorf("bondkv: write: %w", err)
+	for {
+		err := db.node.Write(ctx, cmd.Key, []store.Command{cmd})
+		var cf *shard.ConflictError
+		if errors.As(err, &cf) && !cf.Conflict.Txn.IsZero() {
+			// A transaction holds the key: wait for it to end (or expire), resolve it, retry.
+			// Nothing of this write was applied.
+			in := store.Intent{Txn: cf.Conflict.Txn, Anchor: cf.Conflict.Anchor}
+			if _, err := db.resolveIntent(ctx, cmd.Key, in, true); err != nil {
+				return fmt.Errorf("bondkv: write: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("bondkv: write: %w", err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // Get returns the value of key, or ErrNotFound. The read is linearizable: it sees every write
@@ -56,14 +69,14 @@ func (db *DB) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	v, err := db.node.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
+	v, err := db.txnGet(ctx, key, store.TxnID{})
+	if err != nil {
+		return nil, err
+	}
+	if !v.Live {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("bondkv: get: %w", err)
-	}
-	return v.Data, nil
+	return v.Value, nil
 }
 
 // Scan returns up to limit keys (limit <= 0: no limit) in [start, end) in ascending order, with
@@ -81,13 +94,15 @@ func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]KV, err
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	kvs, err := db.node.Scan(ctx, span, limit)
+	parts, err := db.txnScan(ctx, span, limit, store.TxnID{})
 	if err != nil {
-		return nil, fmt.Errorf("bondkv: scan: %w", err)
+		return nil, err
 	}
-	out := make([]KV, len(kvs))
-	for i, kv := range kvs {
-		out[i] = KV{Key: kv.Key, Value: kv.Value.Data}
+	var out []KV
+	for _, p := range parts {
+		for _, kv := range p.KVs {
+			out = append(out, KV{Key: kv.Key, Value: kv.Value.Data})
+		}
 	}
 	return out, nil
 }

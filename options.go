@@ -37,6 +37,8 @@ type Options struct {
 	Locality map[string]string
 	// Ranges configures splitting, merging and replica placement.
 	Ranges RangeOptions
+	// Txn bounds transactions (record expiry, size limits, attempts).
+	Txn TxnOptions
 	// Logger receives the DB's logs, dragonboat's and Pebble's included. nil = discard.
 	Logger *slog.Logger
 	// Metrics, if set, receives the node's Prometheus collector (per range: applied index,
@@ -155,6 +157,9 @@ func (o *Options) validate() error {
 	if o.Ranges.Replicas < 0 || o.Ranges.DeadNodeTimeout < 0 || o.Expert.LivenessInterval < 0 || o.Expert.PlacementInterval < 0 ||
 		o.Expert.MaxConcurrentMoves < 0 || o.Expert.MovesPerMinute < 0 {
 		errs = append(errs, errors.New("option Ranges/Expert: counts and durations must not be negative"))
+	}
+	if o.Txn.RecordTTL < 0 || o.Txn.MaxKeys < 0 || o.Txn.MaxBytes < 0 || o.Txn.MaxAttempts < 0 {
+		errs = append(errs, errors.New("option Txn: limits and durations must not be negative"))
 	}
 	if o.Expert.RaftTick < 0 || o.Expert.ElectionTimeout < 0 || o.Expert.CacheSize < 0 || o.Expert.MemTableSize < 0 {
 		errs = append(errs, errors.New("option Expert: durations and sizes must not be negative"))

@@ -239,8 +239,24 @@ func (p *proposer) run(batch []*waiter) {
 	if o.err == nil {
 		p.lastDone.Store(time.Now().UnixNano())
 	}
+	if len(o.res.Conflicts) == 0 {
+		for _, w := range batch {
+			w.done <- o
+		}
+		return
+	}
+	// Some commands were held by intents: each writer hears about its own commands only.
+	off := 0
 	for _, w := range batch {
-		w.done <- o
+		wo := outcome{res: store.Result{Code: o.res.Code, Err: o.res.Err}, err: o.err}
+		for _, c := range o.res.Conflicts {
+			if c.Cmd >= off && c.Cmd < off+len(w.cmds) {
+				c.Cmd -= off
+				wo.res.Conflicts = append(wo.res.Conflicts, c)
+			}
+		}
+		off += len(w.cmds)
+		w.done <- wo
 	}
 }
 
@@ -302,7 +318,12 @@ func (p *proposer) attempt(data []byte) (outcome, error) {
 	rs.Release()
 	switch {
 	case r.Completed():
-		return outcome{res: store.Result{Code: store.ResultCode(r.GetResult().Value)}}, nil
+		res := r.GetResult()
+		cs, err := store.DecodeConflicts(res.Data)
+		if err != nil {
+			return outcome{err: fmt.Errorf("range %d: result: %w", p.id, err)}, nil
+		}
+		return outcome{res: store.Result{Code: store.ResultCode(res.Value), Conflicts: cs}}, nil
 	case r.Dropped():
 		return outcome{}, dragonboat.ErrShardNotReady
 	case r.Terminated():

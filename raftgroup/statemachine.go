@@ -61,7 +61,7 @@ func (s *stateMachine) Update(entries []sm.Entry) ([]sm.Entry, error) {
 	}
 	for i := range entries {
 		r := results[i]
-		entries[i].Result = sm.Result{Value: uint64(r.Code)}
+		entries[i].Result = sm.Result{Value: uint64(r.Code), Data: store.EncodeConflicts(r.Conflicts)}
 		if s.events != nil && (r.Split != nil || r.Merge != nil) {
 			s.events(Event{Range: s.id, Index: entries[i].Index, Split: r.Split, Merge: r.Merge})
 		}

@@ -349,12 +349,18 @@ func (n *Node) proposeLocal(ctx context.Context, id base.RangeID, cmds []store.C
 	}
 	switch res.Code {
 	case store.ResultApplied:
+		if len(res.Conflicts) > 0 {
+			return res, &ConflictError{Conflict: res.Conflicts[0]}
+		}
 		return res, nil
 	case store.ResultOutOfSpan:
 		return res, n.movedErr(id, "key outside the range")
 	case store.ResultFrozen:
 		return res, fmt.Errorf("range %d: %w", id, errFrozen)
 	case store.ResultConditionFailed:
+		if len(res.Conflicts) > 0 {
+			return res, &ConflictError{Conflict: res.Conflicts[0]}
+		}
 		return res, fmt.Errorf("range %d: %w", id, ErrConditionFailed)
 	case store.ResultRejected:
 		return res, fmt.Errorf("range %d: %w", id, errRejected)
@@ -452,6 +458,36 @@ func execRead(e *store.Engine, req readReq) ([]wireKV, error) {
 		out := make([]wireKV, len(kvs))
 		for i, kv := range kvs {
 			out[i] = wireKV{Key: kv.Key, Value: kv.Value.Data, Version: kv.Value.Version}
+		}
+		return out, nil
+	case readTxnGet:
+		if !st.Span.Contains(req.Key) || st.Span.Empty() {
+			return nil, moved("key outside the range")
+		}
+		v, err := e.GetTxn(req.Key)
+		if err != nil {
+			return nil, err
+		}
+		kv := wireKV{Key: req.Key, Value: v.Record.Data, Version: v.Record.Version, Deleted: v.Record.Deleted, NoRecord: !v.Found}
+		if v.Intent != nil {
+			kv.Intent = store.EncodeIntent(*v.Intent)
+		}
+		return []wireKV{kv}, nil
+	case readTxnScan:
+		sub := base.Span{Start: req.Start, End: req.End}
+		if !within(sub, st.Span) {
+			return nil, moved("scan outside the range")
+		}
+		kvs, ins, err := e.ScanTxn(sub, req.Limit)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]wireKV, 0, len(kvs)+len(ins))
+		for _, kv := range kvs {
+			out = append(out, wireKV{Key: kv.Key, Value: kv.Value.Data, Version: kv.Value.Version})
+		}
+		for _, ki := range ins {
+			out = append(out, wireKV{Key: ki.Key, NoRecord: true, Intent: store.EncodeIntent(ki.Intent)})
 		}
 		return out, nil
 	case readLocalGet:

@@ -30,6 +30,7 @@ const (
 	kindAmbiguous = "ambiguous"
 	kindCondition = "condition_failed"
 	kindInvalid   = "invalid"
+	kindConflict  = "conflict"
 	kindOther     = "other"
 )
 
@@ -37,6 +38,15 @@ type wireErr struct {
 	Kind string      `json:"kind"`
 	Msg  string      `json:"msg"`
 	Desc *Descriptor `json:"desc,omitempty"`
+	// Conflict describes a kindConflict.
+	Conflict *wireConflict `json:"conflict,omitempty"`
+}
+
+type wireConflict struct {
+	Key    []byte `json:"k"`
+	Txn    []byte `json:"txn,omitempty"`
+	Anchor []byte `json:"anchor,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // ErrConditionFailed is returned when a conditional write finds another value.
@@ -48,7 +58,15 @@ func toWire(err error) *wireErr {
 	}
 	w := &wireErr{Kind: kindOther, Msg: err.Error()}
 	var moved *RangeMovedError
+	var conflict *ConflictError
 	switch {
+	case errors.As(err, &conflict):
+		c := conflict.Conflict
+		w.Kind = kindConflict
+		w.Conflict = &wireConflict{Key: c.Key, Anchor: c.Anchor, Reason: c.Reason}
+		if !c.Txn.IsZero() {
+			w.Conflict.Txn = c.Txn[:]
+		}
 	case errors.As(err, &moved):
 		w.Kind, w.Desc = kindMoved, moved.Desc
 	case errors.Is(err, errFrozen):
@@ -87,6 +105,13 @@ func (w *wireErr) err(node base.NodeID) error {
 		return fmt.Errorf("node %d: %s: %w", node, w.Msg, base.ErrAmbiguous)
 	case kindCondition:
 		return fmt.Errorf("node %d: %w", node, ErrConditionFailed)
+	case kindConflict:
+		if w.Conflict == nil || len(w.Conflict.Txn) != 0 && len(w.Conflict.Txn) != len(store.TxnID{}) {
+			return fmt.Errorf("node %d: conflict: %w", node, base.ErrCorruption)
+		}
+		c := store.Conflict{Key: w.Conflict.Key, Anchor: w.Conflict.Anchor, Reason: w.Conflict.Reason}
+		copy(c.Txn[:], w.Conflict.Txn)
+		return &ConflictError{Conflict: c}
 	case kindInvalid:
 		return fmt.Errorf("node %d: %s: %w", node, w.Msg, base.ErrInvalidRange)
 	}
@@ -135,6 +160,10 @@ const (
 	readScan      = "scan"
 	readLocalGet  = "local_get"
 	readLocalScan = "local_scan"
+	// readTxnGet returns the key's record (tombstones included) and intent; readTxnScan the
+	// span's live records and the intents in the part of the span the scan covered.
+	readTxnGet  = "txn_get"
+	readTxnScan = "txn_scan"
 )
 
 type readReq struct {
@@ -150,6 +179,11 @@ type wireKV struct {
 	Key     []byte `json:"k"`
 	Value   []byte `json:"v"`
 	Version uint64 `json:"ver"`
+	// Transactional reads: Deleted marks a tombstone, NoRecord a key without a record, Intent
+	// is the key's encoded intent.
+	Deleted  bool   `json:"del,omitempty"`
+	NoRecord bool   `json:"norec,omitempty"`
+	Intent   []byte `json:"intent,omitempty"`
 }
 
 type readResp struct {

@@ -74,6 +74,10 @@ type Result struct {
 	Split *SplitResult
 	// Merge describes the range after an applied OpMerge, nil otherwise.
 	Merge *MergeResult
+	// Conflicts are the data writes (OpPut, OpDelete) of an applied entry that were skipped
+	// because another transaction's intent holds their key, or the conflict that failed a
+	// transaction command (ResultConditionFailed).
+	Conflicts []Conflict
 }
 
 // Apply applies entries of range id, in ascending Index order, in one pebble batch together
@@ -124,6 +128,7 @@ func (e *Engine) Apply(id base.RangeID, entries []Entry) ([]Result, error) {
 	var cmds []Command
 	ends := make([]int, len(entries))
 	var others []base.RangeID
+	hasTxn := false
 	for i, ent := range entries {
 		n := len(cmds)
 		if len(ent.Data) != 0 {
@@ -137,6 +142,8 @@ func (e *Engine) Apply(id base.RangeID, entries []Entry) ([]Result, error) {
 				results[i] = Result{Code: ResultRejected, Err: fmt.Errorf("range %d: entry %d: %w", id, ent.Index, err)}
 			} else if other := otherRange(cmds[n:]); other != 0 && other != id {
 				others = append(others, other)
+			} else if len(cmds) == n+1 && cmds[n].Op.txn() {
+				hasTxn = true
 			}
 		}
 		ends[i] = len(cmds)
@@ -147,7 +154,17 @@ func (e *Engine) Apply(id base.RangeID, entries []Entry) ([]Result, error) {
 	}
 	defer a.unlock()
 
-	b := e.db.NewBatch()
+	// Transaction commands read what earlier entries of the same call wrote: their batch is
+	// indexed. Other batches are not (cheaper); their reads (intents under plain writes) cannot
+	// depend on the batch, since only transaction commands lay or remove intents.
+	var b *pebble.Batch
+	if hasTxn {
+		b = e.db.NewIndexedBatch()
+		a.rd = b
+	} else {
+		b = e.db.NewBatch()
+		a.rd = e.db
+	}
 	defer b.Close()
 	a.b = b
 	rs := a.self
@@ -211,6 +228,7 @@ type applier struct {
 	e      *Engine
 	id     base.RangeID
 	b      *pebble.Batch
+	rd     pebble.Reader // reads what this call wrote before, where that matters (see Apply)
 	self   *rangeState                  // range id's, locked and loaded
 	others map[base.RangeID]*rangeState // the other ranges changed by admin commands, locked and loaded
 
@@ -275,6 +293,9 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 	if len(cmds) == 1 && cmds[0].Op.admin() {
 		return a.admin(index, cmds[0])
 	}
+	if len(cmds) == 1 && cmds[0].Op.txn() {
+		return a.txn(index, cmds[0])
+	}
 	if len(cmds) == 0 {
 		return Result{Code: ResultApplied}, nil
 	}
@@ -298,10 +319,19 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 		}
 	}
 	version := a.st.VersionBase + index
-	for _, c := range cmds {
+	var conflicts []Conflict
+	for i, c := range cmds {
 		var err error
 		switch c.Op {
 		case OpPut, OpDelete:
+			in, held, ierr := readIntent(a.rd, c.Key)
+			if ierr != nil {
+				return Result{}, ierr
+			}
+			if held {
+				conflicts = append(conflicts, Conflict{Cmd: i, Key: bytes.Clone(c.Key), Txn: in.Txn, Anchor: in.Anchor, Reason: "held by a transaction"})
+				continue
+			}
 			err = setRecord(a.b, []byte(base.DataPrefix), c.Key, version, c.Op == OpDelete, c.Value)
 		default:
 			if a.localPrefix == nil {
@@ -318,7 +348,7 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 			return Result{}, err
 		}
 	}
-	return Result{Code: ResultApplied}, nil
+	return Result{Code: ResultApplied, Conflicts: conflicts}, nil
 }
 
 // result is a Result that was not applied, with an error naming the range and entry.

@@ -36,6 +36,25 @@ const (
 	// OpMerge merges the right neighbour into the range; Value is encoded MergeArgs
 	// (MergeCommand). Admin op.
 	OpMerge Op = 9
+	// OpTxnCommit commits a transaction whose keys all lie in the range in one step (1PC):
+	// Value is encoded TxnArgs (Txn, Reads, Scans, Writes). If a read's version changed, a
+	// scan's digest changed, or another transaction's intent holds a key it reads (a write
+	// intent) or writes (any intent), nothing is written (ResultConditionFailed, with the
+	// conflict in Result.Conflicts).
+	OpTxnCommit Op = 10
+	// OpTxnPrepare is the range's part of a distributed transaction's first phase: the same
+	// checks as OpTxnCommit (intents of the same transaction do not conflict, and a read key
+	// held by anyone else's intent does), then an intent on every written key (Writes) and a
+	// lock on every read key (Locks), and the transaction's record (Record) on the anchor's
+	// intent when the range holds Anchor.
+	OpTxnPrepare Op = 11
+	// OpTxnStatus changes the status of the record on Anchor's intent from pending to Status
+	// (the commit point, or an abort); already at Status is a no-op, anything else
+	// ResultConditionFailed.
+	OpTxnStatus Op = 12
+	// OpTxnResolve removes transaction Txn's intents on Keys, applying the writes first when
+	// Status is TxnCommitted. Keys without an intent of Txn are skipped.
+	OpTxnResolve Op = 13
 )
 
 func (op Op) String() string {
@@ -58,12 +77,26 @@ func (op Op) String() string {
 		return "unfreeze"
 	case OpMerge:
 		return "merge"
+	case OpTxnCommit:
+		return "txn-commit"
+	case OpTxnPrepare:
+		return "txn-prepare"
+	case OpTxnStatus:
+		return "txn-status"
+	case OpTxnResolve:
+		return "txn-resolve"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
 // known reports whether op is a command kind this version knows.
-func (op Op) known() bool { return op >= OpPut && op <= OpMerge }
+func (op Op) known() bool { return op >= OpPut && op <= OpTxnResolve }
+
+// txn reports a transaction command (alone in its entry, like an admin command).
+func (op Op) txn() bool { return op >= OpTxnCommit && op <= OpTxnResolve }
+
+// alone reports whether op must be the only command of its entry.
+func (op Op) alone() bool { return op.admin() || op.txn() }
 
 // admin reports whether op changes the range itself (split, freeze, unfreeze, merge). An admin
 // command must be alone in its entry.
@@ -78,7 +111,7 @@ func (op Op) hasValue() bool {
 	case OpPut, OpPutLocal, OpCPutLocal, OpSplit, OpMerge:
 		return true
 	}
-	return false
+	return op.txn()
 }
 
 // Command is one replicated command. Key is a user key (OpPut, OpDelete, the split key of
@@ -126,7 +159,7 @@ func (c Command) Validate() error {
 		return fmt.Errorf("store: a %s has no condition", c.Op)
 	}
 	switch c.Op {
-	case OpFreeze, OpUnfreeze, OpMerge:
+	case OpFreeze, OpUnfreeze, OpMerge, OpTxnCommit, OpTxnPrepare, OpTxnStatus, OpTxnResolve:
 		if len(c.Key) != 0 {
 			return fmt.Errorf("store: a %s carries no key", c.Op)
 		}
@@ -165,6 +198,9 @@ func (c Command) Validate() error {
 			return err
 		}
 		return a.validate()
+	case OpTxnCommit, OpTxnPrepare, OpTxnStatus, OpTxnResolve:
+		_, err := DecodeTxnArgs(c.Value)
+		return err
 	}
 	return nil
 }
@@ -176,8 +212,8 @@ func ValidateCommands(cmds []Command) error {
 		if err := c.Validate(); err != nil {
 			return fmt.Errorf("command %d (%s): %w", i, c.Op, err)
 		}
-		if c.Op.admin() && len(cmds) > 1 {
-			return fmt.Errorf("command %d (%s): store: an admin command must be alone in its batch, not one of %d", i, c.Op, len(cmds))
+		if c.Op.alone() && len(cmds) > 1 {
+			return fmt.Errorf("command %d (%s): store: an admin or transaction command must be alone in its batch, not one of %d", i, c.Op, len(cmds))
 		}
 	}
 	return nil
@@ -188,7 +224,7 @@ func ValidateCommands(cmds []Command) error {
 // fail the other writers' commands too).
 func IsExclusive(cmds []Command) bool {
 	for _, c := range cmds {
-		if c.Op.admin() || c.Op == OpCPutLocal {
+		if c.Op.alone() || c.Op == OpCPutLocal {
 			return true
 		}
 	}

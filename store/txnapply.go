@@ -1,0 +1,257 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/bondkv/bondkv/internal/base"
+)
+
+// txn applies a transaction command (alone in its entry).
+func (a *applier) txn(index uint64, c Command) (Result, error) {
+	args, err := DecodeTxnArgs(c.Value)
+	if err != nil { // Validate passed, so this cannot happen; refuse rather than guess
+		return a.result(ResultRejected, index, err), nil
+	}
+	if a.st.Frozen {
+		return a.result(ResultFrozen, index, errors.New("the range is frozen")), nil
+	}
+	if key, ok := a.txnInSpan(c.Op, args); !ok {
+		return a.result(ResultOutOfSpan, index, fmt.Errorf("%w: key %q outside the range's span %s", base.ErrInvalidRange, key, a.st.Span)), nil
+	}
+	fail := func(cf Conflict) Result {
+		r := a.result(ResultConditionFailed, index, errors.New(cf.String()))
+		r.Conflicts = []Conflict{cf}
+		return r
+	}
+	version := a.st.VersionBase + index
+	switch c.Op {
+	case OpTxnCommit, OpTxnPrepare:
+		var own TxnID
+		if c.Op == OpTxnPrepare {
+			own = args.Txn
+		}
+		cf, ok, err := a.validate(args, own)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			return fail(cf), nil
+		}
+		if c.Op == OpTxnCommit {
+			for _, w := range args.Writes {
+				if err := setRecord(a.b, []byte(base.DataPrefix), w.Key, version, w.Delete, w.Value); err != nil {
+					return Result{}, err
+				}
+			}
+			return Result{Code: ResultApplied}, nil
+		}
+		return a.prepare(args)
+	case OpTxnStatus:
+		in, ok, err := readIntent(a.rd, args.Anchor)
+		if err != nil {
+			return Result{}, err
+		}
+		switch {
+		case !ok || in.Txn != args.Txn || in.Record == nil:
+			return fail(Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "no record of the transaction"}), nil
+		case in.Record.Status == args.Status:
+			return Result{Code: ResultApplied}, nil
+		case in.Record.Status != TxnPending:
+			return fail(Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}), nil
+		}
+		in.Record.Status = args.Status
+		return Result{Code: ResultApplied}, a.b.Set(base.IntentKey(args.Anchor), EncodeIntent(in), nil)
+	case OpTxnResolve:
+		for _, k := range args.Keys {
+			in, ok, err := readIntent(a.rd, k)
+			if err != nil {
+				return Result{}, err
+			}
+			if !ok || in.Txn != args.Txn {
+				continue
+			}
+			if args.Status == TxnCommitted && in.Kind != IntentLock {
+				if err := setRecord(a.b, []byte(base.DataPrefix), k, version, in.Kind == IntentDelete, in.Value); err != nil {
+					return Result{}, err
+				}
+			}
+			if err := a.b.Delete(base.IntentKey(k), nil); err != nil {
+				return Result{}, err
+			}
+		}
+		return Result{Code: ResultApplied}, nil
+	}
+	return a.result(ResultRejected, index, fmt.Errorf("unknown transaction op %s", c.Op)), nil
+}
+
+// txnInSpan checks that every key the command touches lies in the range's span; if not it
+// returns the first that does not.
+func (a *applier) txnInSpan(op Op, args TxnArgs) ([]byte, bool) {
+	sp := a.st.Span
+	in := func(k []byte) bool { return sp.Contains(k) && !sp.Empty() }
+	for _, r := range args.Reads {
+		if !in(r.Key) {
+			return r.Key, false
+		}
+	}
+	for _, s := range args.Scans {
+		if !within(s.Span, sp) {
+			return s.Span.Start, false
+		}
+	}
+	for _, w := range args.Writes {
+		if !in(w.Key) {
+			return w.Key, false
+		}
+	}
+	for _, k := range args.Locks {
+		if !in(k) {
+			return k, false
+		}
+	}
+	for _, k := range args.Keys {
+		if !in(k) {
+			return k, false
+		}
+	}
+	if (op == OpTxnStatus || args.Record != nil) && !in(args.Anchor) {
+		return args.Anchor, false
+	}
+	return nil, true
+}
+
+// within reports whether sub lies inside s.
+func within(sub, s base.Span) bool {
+	if s.Empty() || bytes.Compare(sub.Start, s.Start) < 0 {
+		return false
+	}
+	if s.End == nil {
+		return true
+	}
+	return sub.End != nil && bytes.Compare(sub.End, s.End) <= 0
+}
+
+// validate checks a commit's or prepare's reads, scans and writes against the range as of
+// this entry. own is the preparing transaction (zero for a one-phase commit): its own intents do
+// not conflict.
+func (a *applier) validate(args TxnArgs, own TxnID) (Conflict, bool, error) {
+	foreign := func(in Intent, held bool) bool { return held && (own.IsZero() || in.Txn != own) }
+	for _, r := range args.Reads {
+		in, held, err := readIntent(a.rd, r.Key)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		// A one-phase commit reads past another's lock (both only read); a prepare takes the
+		// key's lock itself, so any other holder conflicts.
+		if foreign(in, held) && (!own.IsZero() || in.Kind != IntentLock) {
+			return Conflict{Key: r.Key, Txn: in.Txn, Anchor: in.Anchor, Reason: "read key held by another transaction"}, false, nil
+		}
+		v, err := readVersion(a.rd, r.Key)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		if v != r.Version {
+			return Conflict{Key: r.Key, Reason: fmt.Sprintf("read at version %d, now %d", r.Version, v)}, false, nil
+		}
+	}
+	for _, s := range args.Scans {
+		d, err := scanDigest(a.rd, s.Span, s.Limit)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		if d != s.Digest {
+			return Conflict{Key: s.Span.Start, Reason: fmt.Sprintf("scan of %s changed", s.Span)}, false, nil
+		}
+		ins, err := intentsIn(a.rd, s.Span, 0)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		for _, ki := range ins {
+			if foreign(ki.Intent, true) && ki.Intent.Kind != IntentLock {
+				return Conflict{Key: ki.Key, Txn: ki.Intent.Txn, Anchor: ki.Intent.Anchor, Reason: "scanned key held by another transaction"}, false, nil
+			}
+		}
+	}
+	for _, w := range args.Writes {
+		in, held, err := readIntent(a.rd, w.Key)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		if foreign(in, held) {
+			return Conflict{Key: w.Key, Txn: in.Txn, Anchor: in.Anchor, Reason: "written key held by another transaction"}, false, nil
+		}
+	}
+	for _, k := range args.Locks {
+		in, held, err := readIntent(a.rd, k)
+		if err != nil {
+			return Conflict{}, false, err
+		}
+		if foreign(in, held) {
+			return Conflict{Key: k, Txn: in.Txn, Anchor: in.Anchor, Reason: "read key held by another transaction"}, false, nil
+		}
+	}
+	return Conflict{}, true, nil
+}
+
+// prepare lays a validated prepare's intents and, on the anchor, its record.
+func (a *applier) prepare(args TxnArgs) (Result, error) {
+	if args.Record != nil && !containsKey(args.Writes, args.Locks, args.Anchor) {
+		return Result{Code: ResultRejected, Err: fmt.Errorf("range %d: %w: the transaction record's anchor %q is neither written nor locked", a.id, base.ErrInvalidRange, args.Anchor)}, nil
+	}
+	if args.Record != nil {
+		// A prepare arriving after the transaction ended (a duplicate, or one that a recovery
+		// raced) must not bring it back.
+		in, ok, err := readIntent(a.rd, args.Anchor)
+		if err != nil {
+			return Result{}, err
+		}
+		if ok && in.Txn == args.Txn && in.Record != nil && in.Record.Status != TxnPending {
+			r := Result{Code: ResultConditionFailed, Err: fmt.Errorf("range %d: transaction %s is %s", a.id, args.Txn, in.Record.Status)}
+			r.Conflicts = []Conflict{{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}}
+			return r, nil
+		}
+	}
+	lay := func(key []byte, in Intent) error {
+		in.Txn, in.Anchor = args.Txn, args.Anchor
+		if args.Record != nil && bytes.Equal(key, args.Anchor) {
+			in.Record = args.Record
+		}
+		return a.b.Set(base.IntentKey(key), EncodeIntent(in), nil)
+	}
+	written := make(map[string]bool, len(args.Writes))
+	for _, w := range args.Writes {
+		written[string(w.Key)] = true
+		in := Intent{Kind: IntentWrite, Value: w.Value}
+		if w.Delete {
+			in = Intent{Kind: IntentDelete}
+		}
+		if err := lay(w.Key, in); err != nil {
+			return Result{}, err
+		}
+	}
+	for _, k := range args.Locks {
+		if written[string(k)] {
+			continue
+		}
+		if err := lay(k, Intent{Kind: IntentLock}); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{Code: ResultApplied}, nil
+}
+
+func containsKey(ws []TxnWrite, locks [][]byte, k []byte) bool {
+	for _, w := range ws {
+		if bytes.Equal(w.Key, k) {
+			return true
+		}
+	}
+	for _, l := range locks {
+		if bytes.Equal(l, k) {
+			return true
+		}
+	}
+	return false
+}
