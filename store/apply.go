@@ -228,7 +228,7 @@ type applier struct {
 	e      *Engine
 	id     base.RangeID
 	b      *pebble.Batch
-	rd     pebble.Reader // reads what this call wrote before, where that matters (see Apply)
+	rd     pebble.Reader                // reads what this call wrote before, where that matters (see Apply)
 	self   *rangeState                  // range id's, locked and loaded
 	others map[base.RangeID]*rangeState // the other ranges changed by admin commands, locked and loaded
 
