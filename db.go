@@ -191,6 +191,8 @@ func (db *DB) start(dir string, o Options) error {
 	if err := db.node.Start(); err != nil {
 		return fmt.Errorf("bondkv: %w", err)
 	}
+	db.txn.resolving.Add(1)
+	go db.sweepLoop()
 	if o.Metrics != nil {
 		db.metrics = newMetricsCollector(db)
 		if err := o.Metrics.Register(db.metrics); err != nil {

@@ -153,3 +153,29 @@ func (in *Inspector) Merge(ctx context.Context, key []byte) error {
 // TxnStats returns this node's transaction counters (commits by path, conflicts, aborts,
 // intents resolved).
 func (in *Inspector) TxnStats() TxnStats { return in.db.txn.stats() }
+
+// ResolveIntents resolves, now, the intents of ended or expired transactions in the ranges this
+// node leads (the DB does the same every Options.Txn.RecordTTL). It returns how many intents it
+// found there and how many transactions still pending hold some.
+func (in *Inspector) ResolveIntents(ctx context.Context) (found, pending int, err error) {
+	if err := in.db.checkOpen(); err != nil {
+		return 0, 0, err
+	}
+	return in.db.sweepIntents(ctx)
+}
+
+// IntentCount counts the intents stored on this node, in every range it holds.
+func (in *Inspector) IntentCount() (int, error) {
+	if err := in.db.checkOpen(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range in.db.localRanges() {
+		ins, err := in.db.engine.Intents(id, 0)
+		if err != nil {
+			return 0, err
+		}
+		n += len(ins)
+	}
+	return n, nil
+}

@@ -69,7 +69,7 @@ func (db *DB) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	v, err := db.txnGet(ctx, key, store.TxnID{})
+	v, err := db.txnGet(ctx, key, store.TxnID{}, false)
 	if err != nil {
 		return nil, err
 	}

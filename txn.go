@@ -139,7 +139,7 @@ func (db *DB) runTxn(ctx context.Context, readOnly bool, fn func(tx *Txn) error)
 		return err
 	}
 	opts := db.opts.Txn
-	backoff := 2 * time.Millisecond
+	backoff := time.Millisecond
 	for attempt := 1; ; attempt++ {
 		tx := &Txn{db: db, ctx: ctx, readOnly: readOnly, reads: map[string]uint64{}, writes: map[string]*store.TxnWrite{}}
 		if _, err := rand.Read(tx.id[:]); err != nil {
@@ -173,7 +173,7 @@ func (db *DB) runTxn(ctx context.Context, readOnly bool, fn func(tx *Txn) error)
 			return cerr
 		}
 		wait := backoff/2 + time.Duration(mrand.Int64N(int64(backoff)))
-		if backoff < 100*time.Millisecond {
+		if backoff < 50*time.Millisecond {
 			backoff *= 2
 		}
 		t := time.NewTimer(wait)
@@ -210,7 +210,9 @@ func (tx *Txn) Get(key []byte) ([]byte, error) {
 		}
 		return bytes.Clone(w.Value), nil
 	}
-	v, err := tx.db.txnGet(tx.ctx, key, tx.id)
+	// A transaction waits for a pending writer of the key to end (usually milliseconds):
+	// reading past it would most likely only lead to a conflict at commit.
+	v, err := tx.db.txnGet(tx.ctx, key, tx.id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +337,7 @@ func (tx *Txn) Scan(start, end []byte, limit int) ([]KV, error) {
 // intent of a transaction that committed is resolved first, so the read sees its write; a
 // pending one is read past (the reader is ordered before it, and a commit that would break that
 // fails its checks).
-func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID) (shard.TxnValue, error) {
+func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait bool) (shard.TxnValue, error) {
 	for {
 		v, err := db.node.TxnGet(ctx, key)
 		if err != nil {
@@ -344,7 +346,7 @@ func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID) (shard.T
 		if v.Intent == nil || v.Intent.Txn == self || v.Intent.Kind == store.IntentLock {
 			return v, nil
 		}
-		done, err := db.resolveIntent(ctx, key, *v.Intent, false)
+		done, err := db.resolveIntent(ctx, key, *v.Intent, wait)
 		if err != nil {
 			return shard.TxnValue{}, err
 		}
@@ -679,11 +681,16 @@ func (db *DB) recordStatus(ctx context.Context, anchor []byte, txn store.TxnID) 
 
 // resolveIntent deals with another transaction's intent found on key: it reads the record on
 // the intent's anchor and, if the transaction has ended (or its pending record has expired, when
-// it aborts it), resolves every intent of that transaction. done reports that the intent is
-// gone; false means the transaction is still pending (wait is false) or the caller gave up
-// waiting for it (wait is true: a writer waits until the record ends or expires).
+// it aborts it), resolves the intent on key (and, if key is the anchor or full is set, every
+// intent of the transaction, the anchor's last). done reports that the intent is gone; false
+// means the transaction is still pending (wait is false) or the caller gave up waiting for it
+// (wait is true: the caller waits until the record ends or expires).
 func (db *DB) resolveIntent(ctx context.Context, key []byte, in store.Intent, wait bool) (bool, error) {
-	for pause := 5 * time.Millisecond; ; {
+	return db.resolve(ctx, key, in, wait, false)
+}
+
+func (db *DB) resolve(ctx context.Context, key []byte, in store.Intent, wait, full bool) (bool, error) {
+	for pause := time.Millisecond; ; {
 		v, err := db.node.TxnGet(ctx, in.Anchor)
 		if err != nil {
 			return false, fmt.Errorf("bondkv: transaction record: %w", err)
@@ -699,27 +706,31 @@ func (db *DB) resolveIntent(ctx context.Context, key []byte, in store.Intent, wa
 			return err == nil, err
 		}
 		status := rec.Status
-		if status == store.TxnPending {
-			if time.Now().UnixNano() < rec.Expiry {
-				if !wait {
-					return false, nil
-				}
-				if err := sleepCtx(ctx, pause); err != nil {
-					return false, err
-				}
-				if pause < 50*time.Millisecond {
-					pause *= 2
-				}
-				continue
+		if status == store.TxnPending && time.Now().UnixNano() < rec.Expiry {
+			if !wait {
+				return false, nil
 			}
-			if _, err := db.endTxn(ctx, store.Intent{Txn: in.Txn, Anchor: in.Anchor}, store.TxnAborted, rec); err != nil {
+			if err := sleepCtx(ctx, pause); err != nil {
+				return false, err
+			}
+			if pause < 8*time.Millisecond {
+				pause *= 2
+			}
+			continue
+		}
+		anchorIn := store.Intent{Txn: in.Txn, Anchor: in.Anchor}
+		if status == store.TxnPending || full || bytes.Equal(key, in.Anchor) {
+			// An expired record is aborted first; the anchor goes last, after everything else.
+			if _, err := db.endTxn(ctx, anchorIn, status, rec); err != nil {
 				return false, err
 			}
 			return true, nil
 		}
-		if _, err := db.endTxn(ctx, store.Intent{Txn: in.Txn, Anchor: in.Anchor}, status, rec); err != nil {
+		// Ended: this key alone, at once; the coordinator (or a sweep) does the rest.
+		if err := db.resolveKeys(ctx, in.Txn, status, [][]byte{key}); err != nil {
 			return false, err
 		}
+		db.txn.resolved.Add(1)
 		return true, nil
 	}
 }
@@ -728,7 +739,8 @@ func (db *DB) resolveIntent(ctx context.Context, key []byte, in store.Intent, wa
 // flipped already; aborted: flips a pending record), then resolves every participant's intent
 // and, last, the anchor's. It returns the status the transaction ended with.
 func (db *DB) endTxn(ctx context.Context, in store.Intent, status store.TxnStatus, rec *store.TxnRecord) (store.TxnStatus, error) {
-	if status == store.TxnAborted {
+	if status != store.TxnCommitted {
+		status = store.TxnAborted
 		flip := store.TxnArgs{Txn: in.Txn, Anchor: in.Anchor, Status: store.TxnAborted}
 		err := db.node.Write(ctx, in.Anchor, []store.Command{store.TxnCommand(store.OpTxnStatus, flip)})
 		var cf *shard.ConflictError
@@ -801,5 +813,58 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// sweepIntents looks at the intents of the ranges this node leads and resolves those of
+// transactions that have ended or whose pending record has expired (a coordinator that died
+// after preparing). It returns how many intents it found and how many remain held by pending
+// transactions.
+func (db *DB) sweepIntents(ctx context.Context) (found, pending int, err error) {
+	for _, lr := range db.host.LocalReplicas() {
+		if !lr.Leader {
+			continue
+		}
+		ins, ierr := db.engine.Intents(lr.Range, 1000)
+		if ierr != nil {
+			err = errors.Join(err, ierr)
+			continue
+		}
+		found += len(ins)
+		seen := map[store.TxnID]bool{}
+		for _, ki := range ins {
+			if seen[ki.Intent.Txn] {
+				continue
+			}
+			seen[ki.Intent.Txn] = true
+			done, rerr := db.resolve(ctx, ki.Key, ki.Intent, false, true)
+			if rerr != nil {
+				err = errors.Join(err, rerr)
+				continue
+			}
+			if !done {
+				pending++
+			}
+		}
+	}
+	return found, pending, err
+}
+
+// sweepLoop runs sweepIntents every RecordTTL until the DB closes.
+func (db *DB) sweepLoop() {
+	defer db.txn.resolving.Done()
+	t := time.NewTicker(db.opts.Txn.RecordTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.txn.stop.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(db.txn.stop, db.opts.Txn.RecordTTL)
+		if _, _, err := db.sweepIntents(ctx); err != nil && db.txn.stop.Err() == nil {
+			db.opts.Logger.Debug("intent sweep incomplete", "err", err)
+		}
+		cancel()
 	}
 }

@@ -142,8 +142,10 @@ func (e *Engine) Apply(id base.RangeID, entries []Entry) ([]Result, error) {
 				results[i] = Result{Code: ResultRejected, Err: fmt.Errorf("range %d: entry %d: %w", id, ent.Index, err)}
 			} else if other := otherRange(cmds[n:]); other != 0 && other != id {
 				others = append(others, other)
-			} else if len(cmds) == n+1 && cmds[n].Op.txn() {
-				hasTxn = true
+			} else {
+				for _, c := range cmds[n:] {
+					hasTxn = hasTxn || c.Op.txn()
+				}
 			}
 		}
 		ends[i] = len(cmds)
@@ -293,9 +295,6 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 	if len(cmds) == 1 && cmds[0].Op.admin() {
 		return a.admin(index, cmds[0])
 	}
-	if len(cmds) == 1 && cmds[0].Op.txn() {
-		return a.txn(index, cmds[0])
-	}
 	if len(cmds) == 0 {
 		return Result{Code: ResultApplied}, nil
 	}
@@ -303,6 +302,11 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 	for _, c := range cmds {
 		if (c.Op == OpPut || c.Op == OpDelete) && !a.st.Span.Contains(c.Key) {
 			return a.result(ResultOutOfSpan, index, fmt.Errorf("%w: key %q outside the range's span %s", base.ErrInvalidRange, c.Key, a.st.Span)), nil
+		}
+		if c.Op.txn() {
+			if key, ok := a.txnInSpan(c); !ok {
+				return a.result(ResultOutOfSpan, index, fmt.Errorf("%w: key %q outside the range's span %s", base.ErrInvalidRange, key, a.st.Span)), nil
+			}
 		}
 		hasCond = hasCond || c.Op == OpCPutLocal
 	}
@@ -323,6 +327,16 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 	for i, c := range cmds {
 		var err error
 		switch c.Op {
+		case OpTxnCommit, OpTxnPrepare, OpTxnStatus, OpTxnResolve:
+			cf, ok, terr := a.txn(version, c)
+			if terr != nil {
+				return Result{}, terr
+			}
+			if !ok {
+				cf.Cmd = i
+				conflicts = append(conflicts, cf)
+			}
+			continue
 		case OpPut, OpDelete:
 			in, held, ierr := readIntent(a.rd, c.Key)
 			if ierr != nil {

@@ -92,11 +92,12 @@ func (op Op) String() string {
 // known reports whether op is a command kind this version knows.
 func (op Op) known() bool { return op >= OpPut && op <= OpTxnResolve }
 
-// txn reports a transaction command (alone in its entry, like an admin command).
+// txn reports a transaction command. Its checks failing skip it alone (a Conflict in the
+// entry's Result), so it shares entries with other writers' commands.
 func (op Op) txn() bool { return op >= OpTxnCommit && op <= OpTxnResolve }
 
 // alone reports whether op must be the only command of its entry.
-func (op Op) alone() bool { return op.admin() || op.txn() }
+func (op Op) alone() bool { return op.admin() }
 
 // admin reports whether op changes the range itself (split, freeze, unfreeze, merge). An admin
 // command must be alone in its entry.

@@ -677,3 +677,21 @@ func (e *Engine) ScanTxn(span base.Span, limit int) ([]KV, []KeyIntent, error) {
 	}
 	return kvs, ins, nil
 }
+
+// Intents returns the intents in range id's span on this node (at most limit, <= 0: all), read
+// locally: candidates for recovery, not a linearizable view.
+func (e *Engine) Intents(id base.RangeID, limit int) ([]KeyIntent, error) {
+	st, ok, err := e.RangeState(id)
+	if err != nil || !ok || st.Span.Empty() {
+		return nil, err
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.exit()
+	out, err := intentsIn(e.db, st.Span, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: range %d: intents: %w", id, err)
+	}
+	return out, nil
+}

@@ -2,30 +2,19 @@ package store
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 
 	"github.com/bondkv/bondkv/internal/base"
 )
 
-// txn applies a transaction command (alone in its entry).
-func (a *applier) txn(index uint64, c Command) (Result, error) {
+// txn applies a transaction command of an entry whose records get version. ok false means the
+// command's checks failed (cf says why) and it wrote nothing; err is an engine failure. The
+// caller checked the command's keys against the span (txnInSpan) and the freeze.
+func (a *applier) txn(version uint64, c Command) (cf Conflict, ok bool, err error) {
 	args, err := DecodeTxnArgs(c.Value)
 	if err != nil { // Validate passed, so this cannot happen; refuse rather than guess
-		return a.result(ResultRejected, index, err), nil
+		return Conflict{Reason: err.Error()}, false, nil
 	}
-	if a.st.Frozen {
-		return a.result(ResultFrozen, index, errors.New("the range is frozen")), nil
-	}
-	if key, ok := a.txnInSpan(c.Op, args); !ok {
-		return a.result(ResultOutOfSpan, index, fmt.Errorf("%w: key %q outside the range's span %s", base.ErrInvalidRange, key, a.st.Span)), nil
-	}
-	fail := func(cf Conflict) Result {
-		r := a.result(ResultConditionFailed, index, errors.New(cf.String()))
-		r.Conflicts = []Conflict{cf}
-		return r
-	}
-	version := a.st.VersionBase + index
 	switch c.Op {
 	case OpTxnCommit, OpTxnPrepare:
 		var own TxnID
@@ -33,62 +22,63 @@ func (a *applier) txn(index uint64, c Command) (Result, error) {
 			own = args.Txn
 		}
 		cf, ok, err := a.validate(args, own)
-		if err != nil {
-			return Result{}, err
-		}
-		if !ok {
-			return fail(cf), nil
+		if err != nil || !ok {
+			return cf, ok, err
 		}
 		if c.Op == OpTxnCommit {
 			for _, w := range args.Writes {
 				if err := setRecord(a.b, []byte(base.DataPrefix), w.Key, version, w.Delete, w.Value); err != nil {
-					return Result{}, err
+					return Conflict{}, false, err
 				}
 			}
-			return Result{Code: ResultApplied}, nil
+			return Conflict{}, true, nil
 		}
 		return a.prepare(args)
 	case OpTxnStatus:
-		in, ok, err := readIntent(a.rd, args.Anchor)
+		in, held, err := readIntent(a.rd, args.Anchor)
 		if err != nil {
-			return Result{}, err
+			return Conflict{}, false, err
 		}
 		switch {
-		case !ok || in.Txn != args.Txn || in.Record == nil:
-			return fail(Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "no record of the transaction"}), nil
+		case !held || in.Txn != args.Txn || in.Record == nil:
+			return Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "no record of the transaction"}, false, nil
 		case in.Record.Status == args.Status:
-			return Result{Code: ResultApplied}, nil
+			return Conflict{}, true, nil
 		case in.Record.Status != TxnPending:
-			return fail(Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}), nil
+			return Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}, false, nil
 		}
 		in.Record.Status = args.Status
-		return Result{Code: ResultApplied}, a.b.Set(base.IntentKey(args.Anchor), EncodeIntent(in), nil)
+		return Conflict{}, true, a.b.Set(base.IntentKey(args.Anchor), EncodeIntent(in), nil)
 	case OpTxnResolve:
 		for _, k := range args.Keys {
-			in, ok, err := readIntent(a.rd, k)
+			in, held, err := readIntent(a.rd, k)
 			if err != nil {
-				return Result{}, err
+				return Conflict{}, false, err
 			}
-			if !ok || in.Txn != args.Txn {
+			if !held || in.Txn != args.Txn {
 				continue
 			}
 			if args.Status == TxnCommitted && in.Kind != IntentLock {
 				if err := setRecord(a.b, []byte(base.DataPrefix), k, version, in.Kind == IntentDelete, in.Value); err != nil {
-					return Result{}, err
+					return Conflict{}, false, err
 				}
 			}
 			if err := a.b.Delete(base.IntentKey(k), nil); err != nil {
-				return Result{}, err
+				return Conflict{}, false, err
 			}
 		}
-		return Result{Code: ResultApplied}, nil
+		return Conflict{}, true, nil
 	}
-	return a.result(ResultRejected, index, fmt.Errorf("unknown transaction op %s", c.Op)), nil
+	return Conflict{Reason: fmt.Sprintf("unknown transaction op %s", c.Op)}, false, nil
 }
 
-// txnInSpan checks that every key the command touches lies in the range's span; if not it
-// returns the first that does not.
-func (a *applier) txnInSpan(op Op, args TxnArgs) ([]byte, bool) {
+// txnInSpan checks that every key a transaction command touches lies in the range's span; if
+// not it returns the first that does not.
+func (a *applier) txnInSpan(c Command) ([]byte, bool) {
+	args, err := DecodeTxnArgs(c.Value)
+	if err != nil {
+		return nil, true // validated already; txn refuses it
+	}
 	sp := a.st.Span
 	in := func(k []byte) bool { return sp.Contains(k) && !sp.Empty() }
 	for _, r := range args.Reads {
@@ -116,7 +106,7 @@ func (a *applier) txnInSpan(op Op, args TxnArgs) ([]byte, bool) {
 			return k, false
 		}
 	}
-	if (op == OpTxnStatus || args.Record != nil) && !in(args.Anchor) {
+	if (c.Op == OpTxnStatus || args.Record != nil) && !in(args.Anchor) {
 		return args.Anchor, false
 	}
 	return nil, true
@@ -196,21 +186,19 @@ func (a *applier) validate(args TxnArgs, own TxnID) (Conflict, bool, error) {
 }
 
 // prepare lays a validated prepare's intents and, on the anchor, its record.
-func (a *applier) prepare(args TxnArgs) (Result, error) {
+func (a *applier) prepare(args TxnArgs) (Conflict, bool, error) {
 	if args.Record != nil && !containsKey(args.Writes, args.Locks, args.Anchor) {
-		return Result{Code: ResultRejected, Err: fmt.Errorf("range %d: %w: the transaction record's anchor %q is neither written nor locked", a.id, base.ErrInvalidRange, args.Anchor)}, nil
+		return Conflict{Key: args.Anchor, Reason: "the record's anchor is neither written nor locked"}, false, nil
 	}
 	if args.Record != nil {
 		// A prepare arriving after the transaction ended (a duplicate, or one that a recovery
 		// raced) must not bring it back.
 		in, ok, err := readIntent(a.rd, args.Anchor)
 		if err != nil {
-			return Result{}, err
+			return Conflict{}, false, err
 		}
 		if ok && in.Txn == args.Txn && in.Record != nil && in.Record.Status != TxnPending {
-			r := Result{Code: ResultConditionFailed, Err: fmt.Errorf("range %d: transaction %s is %s", a.id, args.Txn, in.Record.Status)}
-			r.Conflicts = []Conflict{{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}}
-			return r, nil
+			return Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}, false, nil
 		}
 	}
 	lay := func(key []byte, in Intent) error {
@@ -228,7 +216,7 @@ func (a *applier) prepare(args TxnArgs) (Result, error) {
 			in = Intent{Kind: IntentDelete}
 		}
 		if err := lay(w.Key, in); err != nil {
-			return Result{}, err
+			return Conflict{}, false, err
 		}
 	}
 	for _, k := range args.Locks {
@@ -236,10 +224,10 @@ func (a *applier) prepare(args TxnArgs) (Result, error) {
 			continue
 		}
 		if err := lay(k, Intent{Kind: IntentLock}); err != nil {
-			return Result{}, err
+			return Conflict{}, false, err
 		}
 	}
-	return Result{Code: ResultApplied}, nil
+	return Conflict{}, true, nil
 }
 
 func containsKey(ws []TxnWrite, locks [][]byte, k []byte) bool {

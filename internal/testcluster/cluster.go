@@ -27,9 +27,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Network, if set, carries the nodes' Raft traffic (latency, partitions).
 	Network *netsim.Network
-	// Expert and Ranges are passed to every node.
+	// Expert, Ranges and Txn are passed to every node.
 	Expert bondkv.ExpertOptions
 	Ranges bondkv.RangeOptions
+	Txn    bondkv.TxnOptions
+	// OnOpen, if set, is called with every node opened (at start and on Restart), under the
+	// cluster's lock: it must not call the cluster.
+	OnOpen func(i int, db *bondkv.DB)
 }
 
 // Cluster is a set of in-process nodes. Its methods are safe for concurrent use.
@@ -175,6 +179,7 @@ func (c *Cluster) Restart(i int) error {
 		Logger:     c.cfg.Logger.With("node", id),
 		Expert:     c.cfg.Expert,
 		Ranges:     c.cfg.Ranges,
+		Txn:        c.cfg.Txn,
 		Testing:    bondkv.TestingOptions{Network: c.cfg.Network},
 	}
 	if c.joined[i] {
@@ -197,6 +202,9 @@ func (c *Cluster) Restart(i int) error {
 		return errors.Join(fmt.Errorf("testcluster: node %d already running", id), db.Close())
 	}
 	c.nodes[i] = db
+	if c.cfg.OnOpen != nil {
+		c.cfg.OnOpen(i, db)
+	}
 	return nil
 }
 
