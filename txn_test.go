@@ -271,3 +271,100 @@ func TestTxnReadSkew(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d consistent views; stats %+v", views, db.Inspect().TxnStats())
 }
+
+// TestTxnBadInput: a transaction over the size limits, a write in View, a Txn used after its
+// function, a commit racing a merge of its range, and a closed DB each give a typed error and
+// leave nothing half-applied.
+func TestTxnBadInput(t *testing.T) {
+	db := openT(t, t.TempDir(), &bondkv.Options{Expert: fastExpert, Txn: bondkv.TxnOptions{MaxKeys: 8, MaxBytes: 1 << 10}})
+	ctx := context.Background()
+	if err := db.Split(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Too many keys, too many bytes: refused while buffering; nothing applied.
+	for name, fn := range map[string]func(tx *bondkv.Txn) error{
+		"keys": func(tx *bondkv.Txn) error {
+			for i := 0; i < 9; i++ {
+				if err := tx.Put([]byte(fmt.Sprintf("big-%d", i)), []byte("x")); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		"bytes": func(tx *bondkv.Txn) error {
+			if err := tx.Put([]byte("big-0"), make([]byte, 600)); err != nil {
+				return err
+			}
+			return tx.Put([]byte("zbig-1"), make([]byte, 600))
+		},
+	} {
+		err := db.Update(ctx, fn)
+		if !errors.Is(err, bondkv.ErrTxnTooLarge) {
+			t.Fatalf("%s: %v, want ErrTxnTooLarge", name, err)
+		}
+		if got := mustGet(t, db, "big-0"); got != "<none>" {
+			t.Fatalf("%s: a refused transaction left big-0 = %s", name, got)
+		}
+	}
+	// Oversized key and value inside a transaction.
+	if err := db.Update(ctx, func(tx *bondkv.Txn) error { return tx.Put(make([]byte, bondkv.MaxKeySize+1), nil) }); !errors.Is(err, bondkv.ErrKeyTooLarge) {
+		t.Fatalf("oversized key: %v", err)
+	}
+	if err := db.Update(ctx, func(tx *bondkv.Txn) error { return tx.Put([]byte("k"), make([]byte, bondkv.MaxValueSize+1)) }); !errors.Is(err, bondkv.ErrValueTooLarge) {
+		t.Fatalf("oversized value: %v", err)
+	}
+	// Writes in View; a Txn kept past its function.
+	var kept *bondkv.Txn
+	if err := db.View(ctx, func(tx *bondkv.Txn) error { kept = tx; return tx.Put([]byte("k"), []byte("v")) }); !errors.Is(err, bondkv.ErrReadOnly) {
+		t.Fatalf("write in View: %v", err)
+	}
+	if _, err := kept.Get([]byte("k")); !errors.Is(err, bondkv.ErrTxnDone) {
+		t.Fatalf("Txn used after its function: %v", err)
+	}
+
+	// The range a transaction read from is merged away before it commits: the commit goes to
+	// the range that holds the keys now, and nothing is applied twice. (A commit that reaches
+	// a range no longer holding its keys is refused whole: store's TestTxnOutOfSpan.)
+	if err := db.Put(ctx, []byte("p"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	err := db.Update(ctx, func(tx *bondkv.Txn) error {
+		runs++
+		v, err := tx.Get([]byte("p"))
+		if err != nil {
+			return err
+		}
+		if runs == 1 {
+			if err := db.Inspect().Merge(ctx, []byte("m")); err != nil {
+				return fmt.Errorf("merge: %w", err)
+			}
+		}
+		n, _ := strconv.Atoi(string(v))
+		if err := tx.Put([]byte("a"), []byte("left")); err != nil {
+			return err
+		}
+		return tx.Put([]byte("p"), []byte(strconv.Itoa(n+1)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, db, "p"); got != "2" {
+		t.Fatalf("p = %s after one increment (%d runs), want 2", got, runs)
+	}
+	if got := mustGet(t, db, "a"); got != "left" {
+		t.Fatalf("a = %s", got)
+	}
+
+	// A closed DB.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx *bondkv.Txn) error { return tx.Put([]byte("k"), []byte("v")) }); !errors.Is(err, bondkv.ErrClosed) {
+		t.Fatalf("Update after Close: %v", err)
+	}
+	if err := db.View(ctx, func(tx *bondkv.Txn) error { return nil }); !errors.Is(err, bondkv.ErrClosed) {
+		t.Fatalf("View after Close: %v", err)
+	}
+}

@@ -1,0 +1,127 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/bondkv/bondkv/internal/base"
+)
+
+func txnID(b byte) TxnID { var id TxnID; id[0] = b; return id }
+
+func txnCmd(op Op, a TxnArgs) Command { return TxnCommand(op, a) }
+
+// TestTxnArgsRoundTrip: every field survives encoding; truncations and trailing bytes are
+// refused as corruption.
+func TestTxnArgsRoundTrip(t *testing.T) {
+	a := TxnArgs{
+		Txn:    txnID(7),
+		Reads:  []TxnRead{{Key: []byte("a"), Version: 3}, {Key: []byte("b")}},
+		Scans:  []TxnScan{{Span: base.Span{Start: []byte("c"), End: []byte("d")}, Limit: 5, Digest: [32]byte{1}}},
+		Writes: []TxnWrite{{Key: []byte("a"), Value: []byte("v")}, {Key: []byte("e"), Delete: true}},
+		Locks:  [][]byte{[]byte("b")},
+		Anchor: []byte("a"),
+		Record: &TxnRecord{Status: TxnPending, Expiry: 42, Participants: [][]byte{[]byte("b"), []byte("e")}},
+		Status: TxnCommitted,
+		Keys:   [][]byte{[]byte("a")},
+	}
+	b := EncodeTxnArgs(a)
+	got, err := DecodeTxnArgs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(EncodeTxnArgs(got), b) {
+		t.Fatalf("re-encoding differs")
+	}
+	if !reflect.DeepEqual(got.Record, a.Record) || !reflect.DeepEqual(got.Scans, a.Scans) || got.Reads[0].Version != 3 {
+		t.Fatalf("decoded %+v", got)
+	}
+	for n := 0; n < len(b); n++ {
+		if _, err := DecodeTxnArgs(b[:n]); err == nil {
+			t.Fatalf("truncated to %d bytes: no error", n)
+		}
+	}
+	if _, err := DecodeTxnArgs(append(b, 0)); !errors.Is(err, base.ErrCorruption) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+	in := Intent{Txn: txnID(1), Kind: IntentWrite, Anchor: []byte("a"), Value: []byte("v"), Record: a.Record}
+	ib := EncodeIntent(in)
+	gi, err := DecodeIntent(ib)
+	if err != nil || !reflect.DeepEqual(gi, in) {
+		t.Fatalf("intent round trip: %+v, %v", gi, err)
+	}
+	for n := 0; n < len(ib); n++ {
+		if _, err := DecodeIntent(ib[:n]); err == nil {
+			t.Fatalf("intent truncated to %d bytes: no error", n)
+		}
+	}
+}
+
+// TestTxnCommands drives a two-phase transaction and its conflicts through Apply.
+func TestTxnCommands(t *testing.T) {
+	e := openMem(t)
+	mustInit(t, e, 3, base.Span{Start: []byte("a"), End: []byte("m")})
+	mustApply(t, e, 3, entry(1, put("a", "1"), put("b", "1")))
+	va, _ := e.Get([]byte("a"))
+
+	// A one-phase commit with a stale read fails whole.
+	res := mustApply(t, e, 3, entry(2, txnCmd(OpTxnCommit, TxnArgs{Txn: txnID(9),
+		Reads:  []TxnRead{{Key: []byte("a"), Version: va.Version + 100}},
+		Writes: []TxnWrite{{Key: []byte("b"), Value: []byte("x")}}})))
+	if res[0].Code != ResultApplied || len(res[0].Conflicts) != 1 {
+		t.Fatalf("stale 1PC: %+v", res[0])
+	}
+	if v, _ := e.Get([]byte("b")); string(v.Data) != "1" {
+		t.Fatalf("a failed 1PC wrote b = %s", v.Data)
+	}
+
+	// Prepare T1: write a (anchor, record), lock b.
+	t1 := txnID(1)
+	rec := &TxnRecord{Status: TxnPending, Expiry: 1, Participants: [][]byte{[]byte("b")}}
+	prep := TxnArgs{Txn: t1, Reads: []TxnRead{{Key: []byte("a"), Version: va.Version}, {Key: []byte("b"), Version: va.Version}},
+		Writes: []TxnWrite{{Key: []byte("a"), Value: []byte("2")}}, Locks: [][]byte{[]byte("b")}, Anchor: []byte("a"), Record: rec}
+	// A plain put of b in the same entry after the prepare is held off by the lock; one of c
+	// is not.
+	res = mustApply(t, e, 3, entry(3, txnCmd(OpTxnPrepare, prep), put("b", "plain"), put("c", "plain")))
+	if res[0].Code != ResultApplied || len(res[0].Conflicts) != 1 || res[0].Conflicts[0].Cmd != 1 || res[0].Conflicts[0].Txn != t1 {
+		t.Fatalf("prepare + puts: %+v", res[0])
+	}
+	if v, _ := e.Get([]byte("c")); string(v.Data) != "plain" {
+		t.Fatalf("c = %q", v.Data)
+	}
+	view, err := e.GetTxn([]byte("a"))
+	if err != nil || view.Intent == nil || view.Intent.Record == nil || view.Intent.Record.Status != TxnPending || string(view.Record.Data) != "1" {
+		t.Fatalf("a after prepare: %+v, %v", view, err)
+	}
+	// A second transaction preparing over the same key conflicts; re-preparing T1 does not.
+	res = mustApply(t, e, 3, entry(4, txnCmd(OpTxnPrepare, TxnArgs{Txn: txnID(2), Writes: []TxnWrite{{Key: []byte("b"), Value: []byte("y")}}, Anchor: []byte("b")}), txnCmd(OpTxnPrepare, prep)))
+	if len(res[0].Conflicts) != 1 || res[0].Conflicts[0].Cmd != 0 {
+		t.Fatalf("crossing prepare: %+v", res[0])
+	}
+	// Commit flip, then resolution: a gets 2, b's lock goes, the record goes last.
+	res = mustApply(t, e, 3, entry(5, txnCmd(OpTxnStatus, TxnArgs{Txn: t1, Anchor: []byte("a"), Status: TxnCommitted})))
+	if len(res[0].Conflicts) != 0 {
+		t.Fatalf("flip: %+v", res[0])
+	}
+	res = mustApply(t, e, 3, entry(6, txnCmd(OpTxnStatus, TxnArgs{Txn: t1, Anchor: []byte("a"), Status: TxnAborted})))
+	if len(res[0].Conflicts) != 1 {
+		t.Fatalf("abort after commit must fail: %+v", res[0])
+	}
+	mustApply(t, e, 3, entry(7, txnCmd(OpTxnResolve, TxnArgs{Txn: t1, Status: TxnCommitted, Keys: [][]byte{[]byte("b"), []byte("a")}})))
+	if v, _ := e.Get([]byte("a")); string(v.Data) != "2" || v.Version != 7 {
+		t.Fatalf("a after commit: %q at %d", v.Data, v.Version)
+	}
+	if ins, err := e.Intents(3, 0); err != nil || len(ins) != 0 {
+		t.Fatalf("intents left: %v, %v", ins, err)
+	}
+	// A command with a key outside the span fails the whole entry, the plain put with it too.
+	res = mustApply(t, e, 3, entry(8, put("d", "x"), txnCmd(OpTxnCommit, TxnArgs{Txn: txnID(3), Writes: []TxnWrite{{Key: []byte("z"), Value: []byte("x")}}})))
+	if res[0].Code != ResultOutOfSpan {
+		t.Fatalf("out of span: %+v", res[0])
+	}
+	if _, err := e.Get([]byte("d")); !errors.Is(err, base.ErrNotFound) {
+		t.Fatalf("d written by a refused entry: %v", err)
+	}
+}
