@@ -31,8 +31,15 @@ type driver struct {
 	lastLeaderMove time.Time
 }
 
-// leaderMoveGap is the least time between two leadership transfers for balance.
+// leaderMoveGap is the least time between two leadership transfers for balance (attempted
+// ones included). It is longer than a liveness record stays fresh (3 liveness intervals + 1 s at
+// the defaults), so a node that died is no longer a target by the next attempt.
 const leaderMoveGap = 5 * time.Second
+
+// leaderMoveTimeout bounds one leadership transfer for balance. While a transfer is pending the
+// leader drops every proposal, and raftgroup re-issues a transfer that has not taken: one to a
+// node that died would stall the range's writes until the driver's context ended (30 s).
+const leaderMoveTimeout = 3 * time.Second
 
 func newDriver(n *Node) *driver {
 	return &driver{n: n, started: time.Now(), inflight: make(map[base.RangeID]bool), firstSee: make(map[base.RangeID]time.Time)}
@@ -584,17 +591,28 @@ func (dr *driver) balanceLeaders(ctx context.Context, descs []*Descriptor, v *cl
 				if info, err := dr.n.rangeInfo(ctx, d.RangeID, 0, infoOpts{}); err != nil || info.Leader != most {
 					break
 				}
+				// A liveness record is fresh for seconds after its node died: ask the target
+				// itself (a transfer to a dead node never takes; see leaderMoveTimeout).
+				tctx, cancel := context.WithTimeout(ctx, time.Second)
+				info, err := dr.n.rangeInfo(tctx, d.RangeID, to, infoOpts{})
+				cancel()
+				if err != nil || !info.Running {
+					continue
+				}
 				if !dr.begin(d.RangeID) {
 					return
 				}
 				defer dr.end(d.RangeID)
-				if err := dr.n.change(ctx, d.RangeID, changeReq{Op: "transfer", Node: to}); err != nil {
-					dr.n.log.Debug("leader balance", "range", d.RangeID, "to", to, "err", err)
-					return
-				}
 				dr.mu.Lock()
 				dr.lastLeaderMove = time.Now()
 				dr.mu.Unlock()
+				mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
+				err = dr.n.change(mctx, d.RangeID, changeReq{Op: "transfer", Node: to})
+				cancel()
+				if err != nil {
+					dr.n.log.Debug("leader balance", "range", d.RangeID, "to", to, "err", err)
+					return
+				}
 				dr.n.log.Info("leadership moved for balance", "range", d.RangeID, "from", most, "to", to)
 				return
 			}

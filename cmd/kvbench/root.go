@@ -58,6 +58,7 @@ bar goes to stderr when stderr is a terminal (not with --json or --verbose).`,
 	addProfileFlag(cmd)
 	cmd.AddCommand(newPutCmd(stdout, stderr))
 	cmd.AddCommand(newGroupsCmd(stdout, stderr))
+	cmd.AddCommand(newTxnCmd(stdout, stderr))
 	return cmd
 }
 
