@@ -97,6 +97,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 		return nil, fmt.Errorf("bondkv: open %s: %w", dir, err)
 	}
 	o.Txn = o.Txn.withDefaults()
+	if o.Ranges.MaxStaleness == 0 {
+		o.Ranges.MaxStaleness = defaultMaxStaleness
+	}
 	db := &DB{engine: engine}
 	db.txn.stop, db.txn.cancel = context.WithCancel(context.Background())
 	if err := db.start(dir, o); err != nil {

@@ -46,3 +46,7 @@ type RangeMovedError = shard.RangeMovedError
 
 // RangeDescriptor describes one range: span, replicas, policy, generation.
 type RangeDescriptor = shard.Descriptor
+
+// ErrConditionFailed: a write's condition did not hold (a merge onto a value its function
+// cannot read, say). Nothing was written.
+var ErrConditionFailed = shard.ErrConditionFailed

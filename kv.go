@@ -61,13 +61,25 @@ func (db *DB) write(ctx context.Context, cmd store.Command) error {
 }
 
 // Get returns the value of key, or ErrNotFound. The read is linearizable: it sees every write
-// acknowledged before Get was called. The returned slice belongs to the caller.
+// acknowledged before Get was called; on a range whose policy has Eventual consistency it is
+// served by the nearest replica instead, at most Options.Ranges.MaxStaleness behind (GetStale
+// reports by how much). The returned slice belongs to the caller.
 func (db *DB) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := base.CheckKey(key); err != nil {
 		return nil, err
 	}
 	if err := db.checkOpen(); err != nil {
 		return nil, err
+	}
+	if p, ok := db.node.CachedPolicy(key); ok && p.Consistency == Eventual {
+		r, err := db.GetStale(ctx, key, db.opts.Ranges.MaxStaleness)
+		if err != nil {
+			return nil, err
+		}
+		if !r.Found {
+			return nil, ErrNotFound
+		}
+		return r.Value, nil
 	}
 	v, err := db.txnGet(ctx, key, store.TxnID{}, false)
 	if err != nil {

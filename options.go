@@ -74,7 +74,12 @@ type RangeOptions struct {
 	// DeadNodeTimeout: a node that has not renewed its liveness record for this long is dead,
 	// and its replicas are replaced on other nodes. Default 30 s.
 	DeadNodeTimeout time.Duration
+	// MaxStaleness bounds how far behind a read of a range with Eventual consistency may be
+	// (Get on such a range reads the nearest replica). Default 2 s.
+	MaxStaleness time.Duration
 }
+
+const defaultMaxStaleness = 2 * time.Second
 
 // ExpertOptions are rarely needed knobs; zero values select the defaults.
 type ExpertOptions struct {
@@ -154,7 +159,7 @@ func (o *Options) validate() error {
 			}
 		}
 	}
-	if o.Ranges.Replicas < 0 || o.Ranges.DeadNodeTimeout < 0 || o.Expert.LivenessInterval < 0 || o.Expert.PlacementInterval < 0 ||
+	if o.Ranges.Replicas < 0 || o.Ranges.DeadNodeTimeout < 0 || o.Ranges.MaxStaleness < 0 || o.Expert.LivenessInterval < 0 || o.Expert.PlacementInterval < 0 ||
 		o.Expert.MaxConcurrentMoves < 0 || o.Expert.MovesPerMinute < 0 {
 		errs = append(errs, errors.New("option Ranges/Expert: counts and durations must not be negative"))
 	}

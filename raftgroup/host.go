@@ -41,6 +41,45 @@ type Host struct {
 	closeOnce sync.Once
 
 	events atomic.Pointer[func(Event)]
+
+	// fresh holds, per range, when this node's replica was last known to be up to date
+	// (Unix nanoseconds): the start of its last successful ReadIndex round.
+	fresh sync.Map // base.RangeID → *atomic.Int64
+}
+
+func (h *Host) markFresh(id base.RangeID, at time.Time) {
+	v, _ := h.fresh.LoadOrStore(id, new(atomic.Int64))
+	p := v.(*atomic.Int64)
+	for {
+		old := p.Load()
+		if old >= at.UnixNano() || p.CompareAndSwap(old, at.UnixNano()) {
+			return
+		}
+	}
+}
+
+// StaleRead serves f from this node's replica of range id without a consensus round if the
+// replica was known to be up to date at most maxStaleness ago; otherwise it does a ReadIndex
+// round first. It returns f's result and a bound on how far behind the replica's state may be
+// (0 after a round).
+func (h *Host) StaleRead(ctx context.Context, id base.RangeID, maxStaleness time.Duration, f ReadFunc) (any, time.Duration, error) {
+	if err := h.checkOpen(); err != nil {
+		return nil, 0, err
+	}
+	if v, ok := h.fresh.Load(id); ok {
+		behind := time.Since(time.Unix(0, v.(*atomic.Int64).Load()))
+		if behind <= maxStaleness {
+			out, err := h.nh.StaleRead(uint64(id), f)
+			if err == nil {
+				return out, behind, nil
+			}
+			if errors.Is(err, dragonboat.ErrShardNotFound) || errors.Is(err, dragonboat.ErrShardClosed) {
+				return nil, 0, ErrNoReplica
+			}
+		}
+	}
+	out, err := h.Read(ctx, id, f)
+	return out, 0, err
 }
 
 // SetEvents installs f to receive the splits and merges applied by this node's replicas from
@@ -344,9 +383,11 @@ func (h *Host) Read(ctx context.Context, id base.RangeID, f ReadFunc) (any, erro
 			continue
 		}
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		start := time.Now()
 		v, err := h.nh.SyncRead(actx, uint64(id), f)
 		acancel()
 		if err == nil {
+			h.markFresh(id, start)
 			return v, nil
 		}
 		if retry, err := h.retryable(ctx, err); !retry {

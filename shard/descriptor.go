@@ -21,6 +21,29 @@ type Policy struct {
 	Replicas int `json:"replicas,omitempty"`
 	// Constraints are locality labels every replica's node must carry (e.g. region=eu).
 	Constraints map[string]string `json:"constraints,omitempty"`
+	// Consistency of reads: Strong (the default) reads are linearizable; Eventual reads are
+	// served by the nearest replica, at most a bounded time behind.
+	Consistency Consistency `json:"consistency,omitempty"`
+}
+
+// Consistency is a range's read consistency.
+type Consistency uint8
+
+const (
+	// Strong: every read is linearizable (a ReadIndex round through the leader).
+	Strong Consistency = 0
+	// Eventual: reads go to the nearest replica and may be a bounded time behind.
+	Eventual Consistency = 1
+)
+
+func (c Consistency) String() string {
+	switch c {
+	case Strong:
+		return "strong"
+	case Eventual:
+		return "eventual"
+	}
+	return fmt.Sprintf("Consistency(%d)", uint8(c))
 }
 
 // Descriptor describes a range: its span, its replicas, its policy and its generation, which

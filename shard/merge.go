@@ -96,7 +96,7 @@ func (dr *driver) considerMerges(ctx context.Context, descs []*Descriptor, v *cl
 }
 
 func samePolicy(a, b Policy) bool {
-	if a.Replicas != b.Replicas || len(a.Constraints) != len(b.Constraints) {
+	if a.Replicas != b.Replicas || a.Consistency != b.Consistency || len(a.Constraints) != len(b.Constraints) {
 		return false
 	}
 	for k, v := range a.Constraints {

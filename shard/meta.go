@@ -295,6 +295,9 @@ func (n *Node) SetPolicy(ctx context.Context, key []byte, p Policy) error {
 	if p.Replicas < 0 {
 		return fmt.Errorf("shard: policy: %d replicas: %w", p.Replicas, base.ErrInvalidRange)
 	}
+	if p.Consistency > Eventual {
+		return fmt.Errorf("shard: policy: unknown consistency %d: %w", p.Consistency, base.ErrInvalidRange)
+	}
 	return n.withKey(ctx, key, func(ctx context.Context, d *Descriptor) error {
 		cur, err := n.metaGet(ctx, descKey(d.RangeID))
 		if err != nil {

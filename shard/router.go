@@ -408,6 +408,23 @@ func (n *Node) read(ctx context.Context, id base.RangeID, req readReq) ([]wireKV
 }
 
 func (n *Node) readLocal(ctx context.Context, req readReq) ([]wireKV, error) {
+	if req.Kind == readStaleGet {
+		get := req
+		get.Kind = readGet
+		v, behind, err := n.host.StaleRead(ctx, req.Range, time.Duration(req.MaxStaleness), func(e *store.Engine) (any, error) { return execRead(e, get) })
+		if err != nil {
+			if errors.Is(err, raftgroup.ErrNoReplica) {
+				return nil, &RangeMovedError{Reason: fmt.Sprintf("node %d holds no replica of range %d", n.cfg.NodeID, req.Range)}
+			}
+			return nil, err
+		}
+		kvs := v.([]wireKV)
+		if len(kvs) == 0 {
+			kvs = []wireKV{{Key: req.Key, NoRecord: true}}
+		}
+		kvs[0].Behind, kvs[0].Node = int64(behind), n.cfg.NodeID
+		return kvs, nil
+	}
 	v, err := n.host.Read(ctx, req.Range, func(e *store.Engine) (any, error) { return execRead(e, req) })
 	if err != nil {
 		if errors.Is(err, raftgroup.ErrNoReplica) {

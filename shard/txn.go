@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/bondkv/bondkv/internal/base"
 	"github.com/bondkv/bondkv/store"
@@ -143,4 +144,49 @@ func (n *Node) Locate(ctx context.Context, key []byte, refresh bool) (*Descripto
 func (n *Node) ProposeTo(ctx context.Context, id base.RangeID, cmds []store.Command) error {
 	_, err := n.propose(ctx, id, cmds)
 	return err
+}
+
+// StaleValue is the answer of a bounded-staleness read.
+type StaleValue struct {
+	Value   []byte // nil: no live value
+	Version uint64
+	// Behind bounds how far the serving replica's state may lag (0: read after a ReadIndex).
+	Behind time.Duration
+	// Node is the node whose replica served the read.
+	Node base.NodeID
+}
+
+// StaleGet reads key from this node's replica if it has one, otherwise from another replica,
+// at most maxStaleness behind.
+func (n *Node) StaleGet(ctx context.Context, key []byte, maxStaleness time.Duration) (StaleValue, error) {
+	var out StaleValue
+	err := n.withKey(ctx, key, func(ctx context.Context, d *Descriptor) error {
+		kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readStaleGet, Key: key, MaxStaleness: int64(maxStaleness)})
+		if err != nil {
+			return err
+		}
+		if len(kvs) != 1 {
+			return fmt.Errorf("shard: stale get: %d answers: %w", len(kvs), base.ErrCorruption)
+		}
+		kv := kvs[0]
+		out = StaleValue{Version: kv.Version, Behind: time.Duration(kv.Behind), Node: kv.Node}
+		if !kv.NoRecord {
+			out.Value = kv.Value
+			if out.Value == nil {
+				out.Value = []byte{}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CachedPolicy returns the policy of the range holding key as this node's descriptor cache
+// has it (false: not cached).
+func (n *Node) CachedPolicy(key []byte) (Policy, bool) {
+	d := n.cache.lookup(key)
+	if d == nil {
+		return Policy{}, false
+	}
+	return d.Policy, true
 }

@@ -164,6 +164,9 @@ const (
 	// span's live records and the intents in the part of the span the scan covered.
 	readTxnGet  = "txn_get"
 	readTxnScan = "txn_scan"
+	// readStaleGet is a get served by the replica that receives it, at most MaxStaleness
+	// behind.
+	readStaleGet = "stale_get"
 )
 
 type readReq struct {
@@ -173,6 +176,8 @@ type readReq struct {
 	Start []byte       `json:"start,omitempty"`
 	End   []byte       `json:"end,omitempty"`
 	Limit int          `json:"limit,omitempty"`
+	// MaxStaleness bounds a readStaleGet (nanoseconds).
+	MaxStaleness int64 `json:"max_stale,omitempty"`
 }
 
 type wireKV struct {
@@ -184,6 +189,9 @@ type wireKV struct {
 	Deleted  bool   `json:"del,omitempty"`
 	NoRecord bool   `json:"norec,omitempty"`
 	Intent   []byte `json:"intent,omitempty"`
+	// A readStaleGet's answer: how far behind the replica may be (nanoseconds), and its node.
+	Behind int64       `json:"behind,omitempty"`
+	Node   base.NodeID `json:"node,omitempty"`
 }
 
 type readResp struct {

@@ -144,7 +144,7 @@ func (e *Engine) Apply(id base.RangeID, entries []Entry) ([]Result, error) {
 				others = append(others, other)
 			} else {
 				for _, c := range cmds[n:] {
-					hasTxn = hasTxn || c.Op.txn()
+					hasTxn = hasTxn || c.Op.txn() || c.Op == OpMergeValue
 				}
 			}
 		}
@@ -300,7 +300,7 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 	}
 	hasCond := false
 	for _, c := range cmds {
-		if (c.Op == OpPut || c.Op == OpDelete) && !a.st.Span.Contains(c.Key) {
+		if (c.Op == OpPut || c.Op == OpDelete || c.Op == OpMergeValue) && !a.st.Span.Contains(c.Key) {
 			return a.result(ResultOutOfSpan, index, fmt.Errorf("%w: key %q outside the range's span %s", base.ErrInvalidRange, c.Key, a.st.Span)), nil
 		}
 		if c.Op.txn() {
@@ -337,6 +337,25 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 				conflicts = append(conflicts, cf)
 			}
 			continue
+		case OpMergeValue:
+			in, held, ierr := readIntent(a.rd, c.Key)
+			if ierr != nil {
+				return Result{}, ierr
+			}
+			if held {
+				conflicts = append(conflicts, Conflict{Cmd: i, Key: bytes.Clone(c.Key), Txn: in.Txn, Anchor: in.Anchor, Reason: "held by a transaction"})
+				continue
+			}
+			cur, found, rerr := readLive(a.rd, c.Key)
+			if rerr != nil {
+				return Result{}, rerr
+			}
+			merged, ok := MergeFunc(c.Value[0]).apply(cur, found, c.Value[1:])
+			if !ok || len(merged) > base.MaxValueSize {
+				conflicts = append(conflicts, Conflict{Cmd: i, Key: bytes.Clone(c.Key), Reason: "the stored value does not fit the merge function (or the result is too large)"})
+				continue
+			}
+			err = setRecord(a.b, []byte(base.DataPrefix), c.Key, version, false, merged)
 		case OpPut, OpDelete:
 			in, held, ierr := readIntent(a.rd, c.Key)
 			if ierr != nil {

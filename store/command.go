@@ -55,6 +55,10 @@ const (
 	// OpTxnResolve removes transaction Txn's intents on Keys, applying the writes first when
 	// Status is TxnCommitted. Keys without an intent of Txn are skipped.
 	OpTxnResolve Op = 13
+	// OpMergeValue combines Value (a MergeFunc byte, then the operand) into the user key Key's
+	// value with a built-in merge function (see MergeFunc). A key held by another
+	// transaction's intent is skipped like an OpPut's.
+	OpMergeValue Op = 14
 )
 
 func (op Op) String() string {
@@ -85,12 +89,14 @@ func (op Op) String() string {
 		return "txn-status"
 	case OpTxnResolve:
 		return "txn-resolve"
+	case OpMergeValue:
+		return "merge-value"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
 // known reports whether op is a command kind this version knows.
-func (op Op) known() bool { return op >= OpPut && op <= OpTxnResolve }
+func (op Op) known() bool { return op >= OpPut && op <= OpMergeValue }
 
 // txn reports a transaction command. Its checks failing skip it alone (a Conflict in the
 // entry's Result), so it shares entries with other writers' commands.
@@ -109,7 +115,7 @@ func (op Op) local() bool { return op == OpPutLocal || op == OpDeleteLocal || op
 // hasValue reports whether op's encoding carries a value.
 func (op Op) hasValue() bool {
 	switch op {
-	case OpPut, OpPutLocal, OpCPutLocal, OpSplit, OpMerge:
+	case OpPut, OpPutLocal, OpCPutLocal, OpSplit, OpMerge, OpMergeValue:
 		return true
 	}
 	return op.txn()
@@ -202,6 +208,11 @@ func (c Command) Validate() error {
 	case OpTxnCommit, OpTxnPrepare, OpTxnStatus, OpTxnResolve:
 		_, err := DecodeTxnArgs(c.Value)
 		return err
+	case OpMergeValue:
+		if len(c.Value) == 0 || !MergeFunc(c.Value[0]).known() {
+			return fmt.Errorf("store: %w: merge with no known merge function", base.ErrInvalidRange)
+		}
+		return base.CheckValue(c.Value[1:])
 	}
 	return nil
 }
