@@ -23,4 +23,21 @@
 //   - A write whose range moved, split or merged under it is refused by the replica and re-routed,
 //     never applied to the wrong range.
 //   - Scan is linearizable within each range; a scan across ranges reads them one after another.
+//
+// Transactions (DESIGN.md §5; txn.go): Update and View are strictly serializable. Reads record
+// versions and writes are buffered; keys in one range commit with one Raft command that checks
+// the read versions (1PC). Across ranges (2PC) the range of the anchor (the first written key)
+// is prepared first and gets the transaction's record on the anchor's intent, then the other
+// ranges are prepared in parallel, then the record is flipped to committed (the commit point),
+// and the intents are resolved in the background, the anchor's last. Readers and writers that
+// meet an intent look up the record; pending records past their expiry are aborted by whoever
+// meets them and by each node's periodic sweep. Design change from DESIGN.md §5: the record
+// lives on the anchor key's intent (so it moves with the key through splits and merges) and is
+// created by the anchor range's prepare, before the other prepares, rather than in parallel
+// with them; three consensus rounds on the commit path.
+//
+// Eventual ranges (eventual.go): RangePolicy.Consistency = Eventual makes Get read the nearest
+// replica within Options.Ranges.MaxStaleness (GetStale reports the staleness); PutIfVersion
+// and the built-in merge functions (MergeCounter, MergeSet, MergeLWW) keep concurrent writers
+// from losing updates.
 package bondkv

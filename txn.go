@@ -347,6 +347,9 @@ func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait boo
 			return v, nil
 		}
 		done, err := db.resolveIntent(ctx, key, *v.Intent, wait)
+		if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
+			continue // a resolution whose outcome is unknown: read again
+		}
 		if err != nil {
 			return shard.TxnValue{}, err
 		}
@@ -370,6 +373,10 @@ func (db *DB) txnScan(ctx context.Context, span base.Span, limit int, self store
 					continue
 				}
 				done, err := db.resolveIntent(ctx, ki.Key, ki.Intent, false)
+				if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
+					again = true // a resolution whose outcome is unknown: scan again
+					continue
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -585,13 +592,19 @@ func (tx *Txn) commit2PC(groups []*rangeGroup) error {
 		}
 	}
 	abort := func(cause error) error {
-		// Abort under a context of its own: the caller's may be what ended.
-		ctx, cancel := context.WithTimeout(db.txn.stop, db.opts.Txn.RecordTTL)
-		defer cancel()
-		in := store.Intent{Txn: tx.id, Anchor: anchor}
-		if _, err := db.endTxn(ctx, in, store.TxnAborted, rec); err != nil {
-			db.opts.Logger.Debug("transaction abort incomplete; its record expires", "txn", tx.id.String(), "err", err)
-		}
+		// Abort in the background, under a context of its own (the caller's may be what
+		// ended): the caller returns at once; whoever meets an intent before the abort is done
+		// waits for it, and if it fails the record expires.
+		db.txn.resolving.Add(1)
+		go func() {
+			defer db.txn.resolving.Done()
+			ctx, cancel := context.WithTimeout(db.txn.stop, db.opts.Txn.RecordTTL)
+			defer cancel()
+			in := store.Intent{Txn: tx.id, Anchor: anchor}
+			if _, err := db.endTxn(ctx, in, store.TxnAborted, rec); err != nil {
+				db.opts.Logger.Debug("transaction abort incomplete; its record expires", "txn", tx.id.String(), "err", err)
+			}
+		}()
 		return cause
 	}
 	if err := db.node.ProposeTo(tx.ctx, first.desc.RangeID, []store.Command{store.TxnCommand(store.OpTxnPrepare, first.args)}); err != nil {
@@ -637,7 +650,9 @@ func (tx *Txn) commit2PC(groups []*rangeGroup) error {
 			return abort(&conflictError{reason: cf.Conflict.String()})
 		}
 		// Unknown whether the flip applied: learn it from the record.
-		st, serr := db.recordStatus(context.WithoutCancel(tx.ctx), anchor, tx.id)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(tx.ctx), time.Second)
+		st, serr := db.recordStatus(sctx, anchor, tx.id)
+		cancel()
 		switch {
 		case serr == nil && st == store.TxnCommitted:
 		case serr == nil && st != store.TxnCommitted:

@@ -368,3 +368,54 @@ func TestTxnBadInput(t *testing.T) {
 		t.Fatalf("View after Close: %v", err)
 	}
 }
+
+// TestTxnCancel: transactions across two ranges whose context ends at random points of their
+// commit either apply whole or not at all, and leave no intent once their records have
+// expired.
+func TestTxnCancel(t *testing.T) {
+	db := openT(t, t.TempDir(), &bondkv.Options{Expert: fastExpert, Txn: bondkv.TxnOptions{RecordTTL: 300 * time.Millisecond}})
+	ctx := context.Background()
+	if err := db.Split(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]int{}
+	for i := 0; i < 40; i++ {
+		cctx, cancel := context.WithCancel(ctx) // every eighth commits
+		if i%8 != 7 {
+			cancel()
+			cctx, cancel = context.WithTimeout(ctx, time.Duration(i%8)*500*time.Microsecond)
+		}
+		err := db.Update(cctx, func(tx *bondkv.Txn) error {
+			if err := tx.Put([]byte(fmt.Sprintf("a%02d", i)), []byte("x")); err != nil {
+				return err
+			}
+			return tx.Put([]byte(fmt.Sprintf("z%02d", i)), []byte("x"))
+		})
+		cancel()
+		switch {
+		case err == nil:
+			outcomes["committed"]++
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bondkv.ErrAmbiguous):
+			outcomes["ended"]++
+		default:
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond) // past every record's expiry
+	if _, pending, err := db.Inspect().ResolveIntents(ctx); err != nil || pending != 0 {
+		t.Fatalf("resolve: %d pending, %v", pending, err)
+	}
+	if n, err := db.Inspect().IntentCount(); err != nil || n != 0 {
+		t.Fatalf("%d intents left, %v", n, err)
+	}
+	for i := 0; i < 40; i++ {
+		a, z := mustGet(t, db, fmt.Sprintf("a%02d", i)), mustGet(t, db, fmt.Sprintf("z%02d", i))
+		if a != z {
+			t.Fatalf("transaction %d applied in part: a=%s z=%s", i, a, z)
+		}
+	}
+	t.Logf("outcomes %v", outcomes)
+	if outcomes["ended"] == 0 || outcomes["committed"] == 0 {
+		t.Fatalf("want both outcomes, got %v", outcomes)
+	}
+}

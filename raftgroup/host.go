@@ -405,6 +405,12 @@ func (h *Host) retryable(ctx context.Context, err error) (bool, error) {
 		return false, base.ErrClosed
 	case errors.Is(err, dragonboat.ErrShardNotFound), errors.Is(err, dragonboat.ErrShardClosed):
 		return false, ErrNoReplica
+	case errors.Is(err, dragonboat.ErrTimeoutTooSmall), errors.Is(err, dragonboat.ErrInvalidDeadline):
+		// The caller's context has (nearly) run out: say so in its terms.
+		if cerr := ctx.Err(); cerr != nil {
+			return false, fmt.Errorf("%w (last attempt: %v)", cerr, err)
+		}
+		return false, fmt.Errorf("%w (last attempt: %v)", context.DeadlineExceeded, err)
 	case errors.Is(err, dragonboat.ErrShardNotReady), errors.Is(err, dragonboat.ErrSystemBusy),
 		errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 	default:

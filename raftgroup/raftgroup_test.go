@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,14 +34,23 @@ type harness struct {
 	nodes map[base.NodeID]*node
 }
 
+// issuedAddrs are the addresses freeAddr handed out in this process: the kernel may give a
+// closed port out again before the node it went to has bound it.
+var issuedAddrs sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := issuedAddrs.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func newHarness(t *testing.T) *harness {
@@ -434,6 +444,15 @@ func TestReaddAfterRemove(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
 		h.put(1, fmt.Sprintf("k%03d", i), "v")
+	}
+	// As the placement driver does, move the leadership off the replica before removing it: a
+	// write forwarded to a leader that was just removed has no known outcome.
+	if l, err := h.nodes[1].host.WaitLeader(ctx, testRange); err != nil {
+		t.Fatal(err)
+	} else if l == 3 {
+		if err := h.nodes[1].host.TransferLeader(ctx, testRange, 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := h.nodes[1].host.RemoveReplica(ctx, testRange, 3); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Package store is the storage engine of one bondkv node: one pebble/v2 DB holding every range
 // replica the node has, the versioned value records of DESIGN.md §4, the application of
-// replicated commands (writes, range-local records, split, merge, freeze), range states,
+// replicated commands (writes, range-local records, split, merge, freeze, transaction
+// commands, merge functions), range states,
 // range snapshots and replica checksums.
 //
 // # Layering
@@ -15,7 +16,8 @@
 // Keys follow internal/base:
 //
 //	d/<userkey>            value record  {version uint64 BE | flags byte | value}
-//	i/<userkey>            intent (2PC; written by a later layer, carried by snapshots and checksums)
+//	i/<userkey>            intent of a distributed transaction (Intent, EncodeIntent; the anchor's
+//	                       carries the transaction's record)
 //	r/<rangeID>/applied    the range's applied index, uint64 BE
 //	r/<rangeID>/state      the range's RangeState (below)
 //	r/<rangeID>/u/<key>    range-local record (OpPutLocal...), a value record like d/
@@ -94,6 +96,15 @@
 //     VersionBase as above, and r/<right>/state is deleted in the same batch (the right range's
 //     other range-local keys stay until DestroyRange).
 //   - OpFreeze, OpUnfreeze set and clear Frozen.
+//
+// Within an applied entry, one command can be skipped on its own, reported in
+// Result.Conflicts by its position: an OpPut, OpDelete or OpMergeValue whose key holds another
+// transaction's intent; an OpMergeValue whose stored value its function cannot read; a
+// transaction command whose checks fail (OpTxnCommit, OpTxnPrepare: a read version changed, a
+// scan's digest changed, a key held by another's intent; OpTxnStatus: the record is not pending
+// or not there). That is why transaction commands share entries with other writers. An entry
+// with such commands is applied with an indexed batch, so each command sees the effects of the
+// commands and entries before it.
 //
 // # Invariants and guarantees
 //

@@ -88,13 +88,22 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
+// issuedAddrs are the addresses freeAddr handed out in this process: the kernel may give a
+// closed port out again before the node it went to has bound it.
+var issuedAddrs sync.Map
+
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := issuedAddrs.LoadOrStore(addr, true); !dup {
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Size is the number of nodes, live or not.
