@@ -340,9 +340,12 @@ func DecodeTxnArgs(b []byte) (TxnArgs, error) {
 		raw := d.bytes()
 		if d.err == nil {
 			in, err := DecodeIntent(raw)
-			if err != nil || in.Record == nil {
+			switch {
+			case err != nil || in.Record == nil:
 				d.err = corruptf("transaction record: %v", err)
-			} else {
+			case !in.Txn.IsZero() || in.Kind != IntentLock || len(in.Anchor) != 0 || len(in.Value) != 0:
+				d.err = corruptf("transaction record with intent fields")
+			default:
 				a.Record = in.Record
 			}
 		}
@@ -469,9 +472,12 @@ func DecodeConflicts(b []byte) ([]Conflict, error) {
 		return nil, nil
 	}
 	d := decoder{b: b}
-	n, _ := d.uvarint()
-	if d.err == nil && n > uint64(len(b)) {
-		return nil, corruptf("%d conflicts in %d bytes", n, len(b))
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 || n > uint64(len(b)) {
+		return nil, corruptf("%d conflicts in %d bytes", n, len(b)) // none is encoded as nothing
 	}
 	out := make([]Conflict, 0, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {

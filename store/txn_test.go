@@ -125,3 +125,58 @@ func TestTxnCommands(t *testing.T) {
 		t.Fatalf("d written by a refused entry: %v", err)
 	}
 }
+
+func FuzzDecodeTxnArgs(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(EncodeTxnArgs(TxnArgs{}))
+	f.Add(EncodeTxnArgs(TxnArgs{Txn: txnID(1), Reads: []TxnRead{{Key: []byte("a"), Version: 9}},
+		Scans:  []TxnScan{{Span: base.Span{Start: []byte("a")}, Limit: 3}},
+		Writes: []TxnWrite{{Key: []byte("b"), Value: []byte("v")}, {Key: []byte("c"), Delete: true}},
+		Locks:  [][]byte{[]byte("a")}, Anchor: []byte("b"),
+		Record: &TxnRecord{Status: TxnPending, Expiry: 5, Participants: [][]byte{[]byte("c")}},
+		Status: TxnAborted, Keys: [][]byte{[]byte("b")}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := DecodeTxnArgs(b)
+		if err != nil {
+			return // any error is fine; a panic is not
+		}
+		if re := EncodeTxnArgs(a); !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding %x gave %x", b, re)
+		}
+	})
+}
+
+func FuzzDecodeIntent(f *testing.F) {
+	f.Add(EncodeIntent(Intent{Txn: txnID(1), Kind: IntentDelete, Anchor: []byte("a")}))
+	f.Add(EncodeIntent(Intent{Txn: txnID(2), Kind: IntentWrite, Anchor: []byte("a"), Value: []byte("v"),
+		Record: &TxnRecord{Status: TxnCommitted, Expiry: -1, Participants: [][]byte{[]byte("b")}}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, err := DecodeIntent(b)
+		if err != nil {
+			if !errors.Is(err, base.ErrCorruption) {
+				t.Fatalf("error %v does not wrap ErrCorruption", err)
+			}
+			return
+		}
+		if re := EncodeIntent(in); !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding %x gave %x", b, re)
+		}
+	})
+}
+
+func FuzzDecodeConflictsAndSets(f *testing.F) {
+	f.Add(EncodeConflicts([]Conflict{{Cmd: 3, Key: []byte("k"), Txn: txnID(1), Anchor: []byte("a"), Reason: "r"}}))
+	f.Add(EncodeSet([][]byte{[]byte("x"), []byte("y")}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if cs, err := DecodeConflicts(b); err == nil && len(b) > 0 {
+			if re := EncodeConflicts(cs); !bytes.Equal(re, b) {
+				t.Fatalf("conflicts: re-encoding %x gave %x", b, re)
+			}
+		}
+		if set, err := DecodeSet(b); err == nil {
+			if re := EncodeSet(set); !bytes.Equal(re, b) {
+				t.Fatalf("set: re-encoding %x gave %x", b, re)
+			}
+		}
+	})
+}
