@@ -69,7 +69,7 @@ func (db *DB) GetVersion(ctx context.Context, key []byte) ([]byte, uint64, error
 	if err := db.checkOpen(); err != nil {
 		return nil, 0, err
 	}
-	v, err := db.txnGet(ctx, key, store.TxnID{}, true)
+	v, err := db.txnGet(ctx, key, store.TxnID{}, true, false)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -81,7 +81,7 @@ func (db *DB) Get(ctx context.Context, key []byte) ([]byte, error) {
 		}
 		return r.Value, nil
 	}
-	v, err := db.txnGet(ctx, key, store.TxnID{}, false)
+	v, err := db.txnGet(ctx, key, store.TxnID{}, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]KV, err
 	if err := db.checkOpen(); err != nil {
 		return nil, err
 	}
-	parts, err := db.txnScan(ctx, span, limit, store.TxnID{})
+	parts, err := db.txnScan(ctx, span, limit, store.TxnID{}, false)
 	if err != nil {
 		return nil, err
 	}

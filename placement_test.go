@@ -138,8 +138,14 @@ func TestPlacementReplacesDeadNodeAndSpreads(t *testing.T) {
 		return nil
 	})
 	writeAll("after-add")
-	if s := c.Node(c.Index(leaderOfMeta(t, c))).Inspect().Stats(); s.MovesDone == 0 {
-		t.Errorf("meta leader reports no moves: %+v", s)
+	// The moves were made by whichever nodes led the meta range meanwhile (its leadership may
+	// have moved since): count them all.
+	moves := uint64(0)
+	for _, i := range c.Live() {
+		moves += c.Node(i).Inspect().Stats().MovesDone
+	}
+	if moves == 0 {
+		t.Errorf("no node reports a replica move")
 	}
 }
 

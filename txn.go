@@ -104,6 +104,10 @@ type Txn struct {
 	readOnly bool
 	id       store.TxnID
 	done     bool
+	// local: reads are served by the nearest replica as it is, without a consensus round; the
+	// commit's checks catch a replica that was behind. Only a read-write transaction's first
+	// attempt reads so: a read-only one, and any attempt after a conflict, read linearizably.
+	local bool
 
 	reads  map[string]uint64 // key → version read (0: no record)
 	scans  []shard.ScanPart
@@ -141,14 +145,15 @@ func (db *DB) runTxn(ctx context.Context, readOnly bool, fn func(tx *Txn) error)
 	opts := db.opts.Txn
 	backoff := time.Millisecond
 	for attempt := 1; ; attempt++ {
-		tx := &Txn{db: db, ctx: ctx, readOnly: readOnly, reads: map[string]uint64{}, writes: map[string]*store.TxnWrite{}}
+		tx := &Txn{db: db, ctx: ctx, readOnly: readOnly, local: !readOnly && attempt == 1,
+			reads: map[string]uint64{}, writes: map[string]*store.TxnWrite{}}
 		if _, err := rand.Read(tx.id[:]); err != nil {
 			return fmt.Errorf("bondkv: transaction id: %w", err)
 		}
 		err := fn(tx)
 		if err == nil {
 			err = tx.commit()
-		} else if !errors.Is(err, ErrConflict) && len(tx.reads)+len(tx.scans) > 1 {
+		} else if !errors.Is(err, ErrConflict) && (len(tx.reads)+len(tx.scans) > 1 || tx.local && len(tx.reads)+len(tx.scans) > 0) {
 			// fn may have failed because its reads were not consistent with each other (a
 			// read from before and one from after another transaction): then it runs again.
 			// Its error is returned only if what it read was one consistent state.
@@ -212,7 +217,7 @@ func (tx *Txn) Get(key []byte) ([]byte, error) {
 	}
 	// A transaction waits for a pending writer of the key to end (usually milliseconds):
 	// reading past it would most likely only lead to a conflict at commit.
-	v, err := tx.db.txnGet(tx.ctx, key, tx.id, true)
+	v, err := tx.db.txnGet(tx.ctx, key, tx.id, true, tx.local)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +302,7 @@ func (tx *Txn) Scan(start, end []byte, limit int) ([]KV, error) {
 			break
 		}
 	}
-	parts, err := tx.db.txnScan(tx.ctx, span, readLimit, tx.id)
+	parts, err := tx.db.txnScan(tx.ctx, span, readLimit, tx.id, tx.local)
 	if err != nil {
 		return nil, err
 	}
@@ -337,9 +342,9 @@ func (tx *Txn) Scan(start, end []byte, limit int) ([]KV, error) {
 // intent of a transaction that committed is resolved first, so the read sees its write; a
 // pending one is read past (the reader is ordered before it, and a commit that would break that
 // fails its checks).
-func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait bool) (shard.TxnValue, error) {
+func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait, local bool) (shard.TxnValue, error) {
 	for {
-		v, err := db.node.TxnGet(ctx, key)
+		v, err := db.node.TxnGet(ctx, key, local)
 		if err != nil {
 			return shard.TxnValue{}, fmt.Errorf("bondkv: get: %w", err)
 		}
@@ -360,9 +365,9 @@ func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait boo
 }
 
 // txnScan scans span as a transaction, resolving the intents of ended transactions it meets.
-func (db *DB) txnScan(ctx context.Context, span base.Span, limit int, self store.TxnID) ([]shard.ScanPart, error) {
+func (db *DB) txnScan(ctx context.Context, span base.Span, limit int, self store.TxnID, local bool) ([]shard.ScanPart, error) {
 	for {
-		parts, err := db.node.TxnScan(ctx, span, limit)
+		parts, err := db.node.TxnScan(ctx, span, limit, local)
 		if err != nil {
 			return nil, fmt.Errorf("bondkv: scan: %w", err)
 		}
@@ -513,11 +518,11 @@ func (db *DB) commitFailed(ctx context.Context, err error) error {
 // transaction holds a key it read for writing: its reads were then all current at the moment
 // its last read ended. One read needs no check (it was linearizable).
 func (tx *Txn) validateReadOnly() error {
-	if len(tx.reads)+len(tx.scans) <= 1 && len(tx.scans) == 0 {
-		return nil
+	if len(tx.reads)+len(tx.scans) <= 1 && len(tx.scans) == 0 && !tx.local {
+		return nil // one linearizable read
 	}
 	for _, k := range sortedKeys(tx.reads) {
-		v, err := tx.db.node.TxnGet(tx.ctx, []byte(k))
+		v, err := tx.db.node.TxnGet(tx.ctx, []byte(k), false)
 		if err != nil {
 			return fmt.Errorf("bondkv: validate: %w", err)
 		}
@@ -529,7 +534,7 @@ func (tx *Txn) validateReadOnly() error {
 		}
 	}
 	for _, p := range tx.scans {
-		again, err := tx.db.node.TxnScan(tx.ctx, p.Span, p.Limit)
+		again, err := tx.db.node.TxnScan(tx.ctx, p.Span, p.Limit, false)
 		if err != nil {
 			return fmt.Errorf("bondkv: validate: %w", err)
 		}
@@ -684,7 +689,7 @@ func containsWrite(ws []store.TxnWrite, k []byte) bool {
 func (db *DB) recordStatus(ctx context.Context, anchor []byte, txn store.TxnID) (store.TxnStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := db.node.TxnGet(ctx, anchor)
+	v, err := db.node.TxnGet(ctx, anchor, false)
 	if err != nil {
 		return 0, err
 	}
@@ -706,7 +711,7 @@ func (db *DB) resolveIntent(ctx context.Context, key []byte, in store.Intent, wa
 
 func (db *DB) resolve(ctx context.Context, key []byte, in store.Intent, wait, full bool) (bool, error) {
 	for pause := time.Millisecond; ; {
-		v, err := db.node.TxnGet(ctx, in.Anchor)
+		v, err := db.node.TxnGet(ctx, in.Anchor, false)
 		if err != nil {
 			return false, fmt.Errorf("bondkv: transaction record: %w", err)
 		}

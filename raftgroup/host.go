@@ -58,6 +58,19 @@ func (h *Host) markFresh(id base.RangeID, at time.Time) {
 	}
 }
 
+// LocalRead serves f from this node's replica as it is, without a consensus round: its state
+// may be behind the range's (transactions validate what they read when they commit).
+func (h *Host) LocalRead(id base.RangeID, f ReadFunc) (any, error) {
+	if err := h.checkOpen(); err != nil {
+		return nil, err
+	}
+	out, err := h.nh.StaleRead(uint64(id), f)
+	if errors.Is(err, dragonboat.ErrShardNotFound) || errors.Is(err, dragonboat.ErrShardClosed) {
+		return nil, ErrNoReplica
+	}
+	return out, err
+}
+
 // StaleRead serves f from this node's replica of range id without a consensus round if the
 // replica was known to be up to date at most maxStaleness ago; otherwise it does a ReadIndex
 // round first. It returns f's result and a bound on how far behind the replica's state may be

@@ -425,7 +425,11 @@ func (n *Node) readLocal(ctx context.Context, req readReq) ([]wireKV, error) {
 		kvs[0].Behind, kvs[0].Node = int64(behind), n.cfg.NodeID
 		return kvs, nil
 	}
-	v, err := n.host.Read(ctx, req.Range, func(e *store.Engine) (any, error) { return execRead(e, req) })
+	read := n.host.Read
+	if req.Local && (req.Kind == readTxnGet || req.Kind == readTxnScan) {
+		read = func(_ context.Context, id base.RangeID, f raftgroup.ReadFunc) (any, error) { return n.host.LocalRead(id, f) }
+	}
+	v, err := read(ctx, req.Range, func(e *store.Engine) (any, error) { return execRead(e, req) })
 	if err != nil {
 		if errors.Is(err, raftgroup.ErrNoReplica) {
 			return nil, &RangeMovedError{Reason: fmt.Sprintf("node %d holds no replica of range %d", n.cfg.NodeID, req.Range)}

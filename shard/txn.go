@@ -34,11 +34,12 @@ type TxnValue struct {
 	Intent *store.Intent
 }
 
-// TxnGet reads key's committed record and intent at one instant, linearizably.
-func (n *Node) TxnGet(ctx context.Context, key []byte) (TxnValue, error) {
+// TxnGet reads key's committed record and intent at one instant, linearizably; with local set,
+// from the replica that serves it as that replica has it (possibly behind).
+func (n *Node) TxnGet(ctx context.Context, key []byte, local bool) (TxnValue, error) {
 	var out TxnValue
 	err := n.withKey(ctx, key, func(ctx context.Context, d *Descriptor) error {
-		kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readTxnGet, Key: key})
+		kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readTxnGet, Key: key, Local: local})
 		if err != nil {
 			return err
 		}
@@ -76,9 +77,9 @@ type ScanPart struct {
 	Intents []store.KeyIntent
 }
 
-// TxnScan scans span range by range (each part linearizable, with the intents it met), up to
-// limit live keys (<= 0: all).
-func (n *Node) TxnScan(ctx context.Context, span base.Span, limit int) ([]ScanPart, error) {
+// TxnScan scans span range by range (each part linearizable, with the intents it met, or with
+// local set as the serving replica has it), up to limit live keys (<= 0: all).
+func (n *Node) TxnScan(ctx context.Context, span base.Span, limit int, local bool) ([]ScanPart, error) {
 	var parts []ScanPart
 	total := 0
 	cur := span.Start
@@ -98,7 +99,7 @@ func (n *Node) TxnScan(ctx context.Context, span base.Span, limit int) ([]ScanPa
 			if limit > 0 {
 				left = limit - total
 			}
-			kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readTxnScan, Start: sub.Start, End: sub.End, Limit: left})
+			kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readTxnScan, Start: sub.Start, End: sub.End, Limit: left, Local: local})
 			if err != nil {
 				return err
 			}

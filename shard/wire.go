@@ -178,6 +178,9 @@ type readReq struct {
 	Limit int          `json:"limit,omitempty"`
 	// MaxStaleness bounds a readStaleGet (nanoseconds).
 	MaxStaleness int64 `json:"max_stale,omitempty"`
+	// Local serves a transactional read from the receiving replica as it is, without a
+	// ReadIndex round (the transaction validates it when it commits).
+	Local bool `json:"local,omitempty"`
 }
 
 type wireKV struct {

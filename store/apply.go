@@ -245,6 +245,8 @@ type applier struct {
 	local map[string]localRecord
 	// localPrefix is base.LocalUserPrefix(id), once needed.
 	localPrefix []byte
+	// intentChanges: user key → whether this call's last change to its intent removed it.
+	intentChanges map[string]bool
 }
 
 type localRecord struct {
@@ -338,7 +340,7 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 			}
 			continue
 		case OpMergeValue:
-			in, held, ierr := readIntent(a.rd, c.Key)
+			in, held, ierr := a.e.readIntent(a.rd, c.Key)
 			if ierr != nil {
 				return Result{}, ierr
 			}
@@ -357,7 +359,7 @@ func (a *applier) entry(index uint64, cmds []Command) (Result, error) {
 			}
 			err = setRecord(a.b, []byte(base.DataPrefix), c.Key, version, false, merged)
 		case OpPut, OpDelete:
-			in, held, ierr := readIntent(a.rd, c.Key)
+			in, held, ierr := a.e.readIntent(a.rd, c.Key)
 			if ierr != nil {
 				return Result{}, ierr
 			}
@@ -510,8 +512,12 @@ func (a *applier) finish(applied uint64) error {
 	return a.b.Set(base.AppliedIndexKey(a.id), idx[:], nil)
 }
 
-// commitCache brings the cached states in line with the committed batch.
+// commitCache brings the cached states (and the engine's intent set) in line with the committed
+// batch.
 func (a *applier) commitCache() {
+	if a.intentChanges != nil {
+		a.e.intents.remove(a.intentChanges)
+	}
 	if a.stateDirty {
 		a.self.state, a.self.hasState = a.st, true
 	}

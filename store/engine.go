@@ -34,6 +34,42 @@ type Engine struct {
 
 	snapsMu sync.Mutex
 	snaps   map[*Snapshot]struct{}
+
+	// intents holds every user key that may have an intent (a superset: keys are added before
+	// the batch laying an intent commits, and removed after the batch resolving it commits),
+	// so that the writes and reads of keys without one skip a Pebble lookup.
+	intents intentSet
+}
+
+type intentSet struct {
+	mu sync.RWMutex
+	m  map[string]struct{}
+}
+
+func (s *intentSet) has(key []byte) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.m[string(key)]
+	return ok
+}
+
+func (s *intentSet) add(key []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[string]struct{})
+	}
+	s.m[string(key)] = struct{}{}
+}
+
+func (s *intentSet) remove(keys map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, removed := range keys {
+		if removed {
+			delete(s.m, k)
+		}
+	}
 }
 
 // rangeState is the per-range write lock and a cache of the range's applied index and state.
@@ -77,13 +113,21 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &Engine{
+	e := &Engine{
 		db:      db,
 		log:     o.Logger,
 		closing: make(chan struct{}),
 		ranges:  make(map[base.RangeID]*rangeState),
 		snaps:   make(map[*Snapshot]struct{}),
-	}, nil
+	}
+	start, end := base.IntentSpan(base.Span{Start: []byte{}})
+	if err := iterate(db, start, end, func(k, _ []byte) (bool, error) {
+		e.intents.add(k[len(base.IntentPrefix):])
+		return true, nil
+	}); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open %s: intents: %w", dir, err), db.Close())
+	}
+	return e, nil
 }
 
 // Close closes every snapshot still open, then the pebble DB. It waits for calls in flight (a

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -28,7 +29,12 @@ import (
 func (e *Engine) RecoverSnapshot(id base.RangeID, r io.Reader) error {
 	rs, err := e.replaceRange(id, "recover snapshot", func(b *pebble.Batch, _ RangeState) (uint64, RangeState, bool, error) {
 		clear := func(span base.Span) error { return clearRange(b, id, span) }
-		set := func(k, v []byte) error { return b.Set(k, v, nil) }
+		set := func(k, v []byte) error {
+			if bytes.HasPrefix(k, []byte(base.IntentPrefix)) {
+				e.intents.add(k[len(base.IntentPrefix):])
+			}
+			return b.Set(k, v, nil)
+		}
 		applied, st, err := readSnapshot(closingReader{r, e.closing}, id, clear, set)
 		if err != nil {
 			return 0, RangeState{}, false, err

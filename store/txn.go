@@ -502,8 +502,12 @@ func DecodeConflicts(b []byte) ([]Conflict, error) {
 	return out, nil
 }
 
-// readIntent returns key's intent in r, if any.
-func readIntent(r pebble.Reader, key []byte) (Intent, bool, error) {
+// readIntent returns key's intent in r, if any; a key the engine's intent set does not hold has
+// none (no lookup).
+func (e *Engine) readIntent(r pebble.Reader, key []byte) (Intent, bool, error) {
+	if !e.intents.has(key) {
+		return Intent{}, false, nil
+	}
 	v, closer, err := r.Get(base.IntentKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Intent{}, false, nil
@@ -632,7 +636,7 @@ func (e *Engine) GetTxn(key []byte) (TxnView, error) {
 	snap := e.db.NewSnapshot()
 	defer snap.Close()
 	var out TxnView
-	in, ok, err := readIntent(snap, key)
+	in, ok, err := e.readIntent(snap, key)
 	if err != nil {
 		return TxnView{}, fmt.Errorf("store: get %q: %w", key, err)
 	}

@@ -35,7 +35,7 @@ func (a *applier) txn(version uint64, c Command) (cf Conflict, ok bool, err erro
 		}
 		return a.prepare(args)
 	case OpTxnStatus:
-		in, held, err := readIntent(a.rd, args.Anchor)
+		in, held, err := a.e.readIntent(a.rd, args.Anchor)
 		if err != nil {
 			return Conflict{}, false, err
 		}
@@ -51,7 +51,7 @@ func (a *applier) txn(version uint64, c Command) (cf Conflict, ok bool, err erro
 		return Conflict{}, true, a.b.Set(base.IntentKey(args.Anchor), EncodeIntent(in), nil)
 	case OpTxnResolve:
 		for _, k := range args.Keys {
-			in, held, err := readIntent(a.rd, k)
+			in, held, err := a.e.readIntent(a.rd, k)
 			if err != nil {
 				return Conflict{}, false, err
 			}
@@ -66,6 +66,7 @@ func (a *applier) txn(version uint64, c Command) (cf Conflict, ok bool, err erro
 			if err := a.b.Delete(base.IntentKey(k), nil); err != nil {
 				return Conflict{}, false, err
 			}
+			a.intentDone(k, true)
 		}
 		return Conflict{}, true, nil
 	}
@@ -129,7 +130,7 @@ func within(sub, s base.Span) bool {
 func (a *applier) validate(args TxnArgs, own TxnID) (Conflict, bool, error) {
 	foreign := func(in Intent, held bool) bool { return held && (own.IsZero() || in.Txn != own) }
 	for _, r := range args.Reads {
-		in, held, err := readIntent(a.rd, r.Key)
+		in, held, err := a.e.readIntent(a.rd, r.Key)
 		if err != nil {
 			return Conflict{}, false, err
 		}
@@ -165,7 +166,7 @@ func (a *applier) validate(args TxnArgs, own TxnID) (Conflict, bool, error) {
 		}
 	}
 	for _, w := range args.Writes {
-		in, held, err := readIntent(a.rd, w.Key)
+		in, held, err := a.e.readIntent(a.rd, w.Key)
 		if err != nil {
 			return Conflict{}, false, err
 		}
@@ -174,7 +175,7 @@ func (a *applier) validate(args TxnArgs, own TxnID) (Conflict, bool, error) {
 		}
 	}
 	for _, k := range args.Locks {
-		in, held, err := readIntent(a.rd, k)
+		in, held, err := a.e.readIntent(a.rd, k)
 		if err != nil {
 			return Conflict{}, false, err
 		}
@@ -193,7 +194,7 @@ func (a *applier) prepare(args TxnArgs) (Conflict, bool, error) {
 	if args.Record != nil {
 		// A prepare arriving after the transaction ended (a duplicate, or one that a recovery
 		// raced) must not bring it back.
-		in, ok, err := readIntent(a.rd, args.Anchor)
+		in, ok, err := a.e.readIntent(a.rd, args.Anchor)
 		if err != nil {
 			return Conflict{}, false, err
 		}
@@ -206,6 +207,8 @@ func (a *applier) prepare(args TxnArgs) (Conflict, bool, error) {
 		if args.Record != nil && bytes.Equal(key, args.Anchor) {
 			in.Record = args.Record
 		}
+		a.e.intents.add(key) // before the batch commits: the set is a superset
+		a.intentDone(key, false)
 		return a.b.Set(base.IntentKey(key), EncodeIntent(in), nil)
 	}
 	written := make(map[string]bool, len(args.Writes))
@@ -242,4 +245,13 @@ func containsKey(ws []TxnWrite, locks [][]byte, k []byte) bool {
 		}
 	}
 	return false
+}
+
+// intentDone records that this call removed (or laid) key's intent; the removals that stand at
+// the end leave the engine's intent set once the batch has committed.
+func (a *applier) intentDone(key []byte, removed bool) {
+	if a.intentChanges == nil {
+		a.intentChanges = make(map[string]bool)
+	}
+	a.intentChanges[string(key)] = removed
 }
