@@ -45,6 +45,16 @@
 // single-replica groups on one raftgroup.Host and reports the time to create them, the RSS and
 // heap they add, goroutines, and idle CPU, optionally followed by one write per group.
 //
+// # Transactions
+//
+// RunTxn (kvbench txn) measures, on one cluster pre-split into ranges and in one run, plain
+// puts, then db.Update transactions that read and write KeysPerTxn keys in one range (1PC),
+// then, with RangesPerTxn ≥ 2, the same transactions over that many ranges (2PC). It reports
+// commits per second, latency percentiles (of the whole Update, retries included; its read and
+// commit parts separately), the transaction counters over the window (commits by path,
+// conflicts, aborts, abort rate) and the ratios txn_1pc/put and txn_2pc/txn_1pc beside the
+// goals they aim at.
+//
 // Data goes to a fresh temporary directory removed afterwards, or to Dir/<engine> (kept), which
 // must not hold data yet: dragonboat freezes the Raft addresses, which are fresh loopback ports
 // every run.

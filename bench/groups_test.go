@@ -52,7 +52,7 @@ func TestRunGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Bench != "groups" || got.Groups != 5 || got.Nodes != 3 || got.Replicas != 15 || got.RTTMs != 100 ||
-		got.ElectionRTT != 10 || got.HeartbeatRTT != 2 || got.Quiesce {
+		got.ElectionRTT != 10 || got.HeartbeatRTT != 2 || !got.Quiesce {
 		t.Errorf("result does not echo the configuration: %s", out.String())
 	}
 	// Sane, not a speed target: a leader per group takes at least part of an election timeout.

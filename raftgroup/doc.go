@@ -26,7 +26,7 @@
 // SetEvents; DestroyReplica drops dragonboat's data of a replica that left the node.
 //
 // Configuration (config.go): a tiny-memory LogDB with one shard — bounded memory for many groups
-// and one WAL to fsync —, a 100 ms tick, a 1 s election timeout, no Quiesce (see ReplicaConfig),
+// and one WAL to fsync —, a 100 ms tick, a 1 s election timeout, Quiesce on (see ReplicaConfig),
 // and smaller per-replica queues than dragonboat's defaults (soft.go; no settings file). After a
 // quiet spell the proposer confirms a live leader with a ReadIndex before proposing. dragonboat's process-wide
 // logging is routed into the node's *slog.Logger (logging.go), mapped to quieter levels so a

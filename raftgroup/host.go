@@ -59,14 +59,18 @@ func (h *Host) markFresh(id base.RangeID, at time.Time) {
 }
 
 // LocalRead serves f from this node's replica as it is, without a consensus round: its state
-// may be behind the range's (transactions validate what they read when they commit).
-func (h *Host) LocalRead(id base.RangeID, f ReadFunc) (any, error) {
+// may be behind the range's (transactions validate what they read when they commit). A replica
+// not initialized yet (just started) is read through Read instead, once it is.
+func (h *Host) LocalRead(ctx context.Context, id base.RangeID, f ReadFunc) (any, error) {
 	if err := h.checkOpen(); err != nil {
 		return nil, err
 	}
 	out, err := h.nh.StaleRead(uint64(id), f)
-	if errors.Is(err, dragonboat.ErrShardNotFound) || errors.Is(err, dragonboat.ErrShardClosed) {
+	switch {
+	case errors.Is(err, dragonboat.ErrShardNotFound), errors.Is(err, dragonboat.ErrShardClosed):
 		return nil, ErrNoReplica
+	case errors.Is(err, dragonboat.ErrShardNotInitialized), errors.Is(err, dragonboat.ErrShardNotReady):
+		return h.Read(ctx, id, f)
 	}
 	return out, err
 }

@@ -427,7 +427,7 @@ func (n *Node) readLocal(ctx context.Context, req readReq) ([]wireKV, error) {
 	}
 	read := n.host.Read
 	if req.Local && (req.Kind == readTxnGet || req.Kind == readTxnScan) {
-		read = func(_ context.Context, id base.RangeID, f raftgroup.ReadFunc) (any, error) { return n.host.LocalRead(id, f) }
+		read = n.host.LocalRead
 	}
 	v, err := read(ctx, req.Range, func(e *store.Engine) (any, error) { return execRead(e, req) })
 	if err != nil {
