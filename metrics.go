@@ -14,6 +14,7 @@ type metricsCollector struct {
 
 	applied, leader, isLeader, entries, commands, snapshots *prometheus.Desc
 	splits, merges, movesDone, movesFailed, forwarded       *prometheus.Desc
+	txnCommits, txnConflicts, txnAborted, txnResolved       *prometheus.Desc
 }
 
 func newMetricsCollector(db *DB) *metricsCollector {
@@ -37,12 +38,18 @@ func newMetricsCollector(db *DB) *metricsCollector {
 		movesDone:   nodeDesc("replica_moves_total", "Replica moves the placement driver on this node completed."),
 		movesFailed: nodeDesc("replica_moves_failed_total", "Replica moves the placement driver on this node abandoned."),
 		forwarded:   nodeDesc("forwarded_requests_total", "Requests this node forwarded to a node holding the range."),
+		txnCommits: prometheus.NewDesc("bondkv_txn_commits_total", "Transactions this node committed, by path (1pc, 2pc, read_only).",
+			[]string{"path"}, node),
+		txnConflicts: nodeDesc("txn_conflicts_total", "Transaction attempts that ended in a conflict (retried or given up)."),
+		txnAborted:   nodeDesc("txn_aborted_total", "Transactions that returned an error or ran out of attempts."),
+		txnResolved:  nodeDesc("txn_intents_resolved_total", "Other transactions' intents this node resolved."),
 	}
 }
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.applied, c.leader, c.isLeader, c.entries, c.commands, c.snapshots,
-		c.splits, c.merges, c.movesDone, c.movesFailed, c.forwarded} {
+		c.splits, c.merges, c.movesDone, c.movesFailed, c.forwarded,
+		c.txnCommits, c.txnConflicts, c.txnAborted, c.txnResolved} {
 		ch <- d
 	}
 }
@@ -78,4 +85,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.movesDone, prometheus.CounterValue, float64(s.MovesDone))
 	ch <- prometheus.MustNewConstMetric(c.movesFailed, prometheus.CounterValue, float64(s.MovesFailed))
 	ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(s.Forwarded))
+	t := c.db.txn.stats()
+	ch <- prometheus.MustNewConstMetric(c.txnCommits, prometheus.CounterValue, float64(t.Commits1PC), "1pc")
+	ch <- prometheus.MustNewConstMetric(c.txnCommits, prometheus.CounterValue, float64(t.Commits2PC), "2pc")
+	ch <- prometheus.MustNewConstMetric(c.txnCommits, prometheus.CounterValue, float64(t.CommitsReadOnly), "read_only")
+	ch <- prometheus.MustNewConstMetric(c.txnConflicts, prometheus.CounterValue, float64(t.Conflicts))
+	ch <- prometheus.MustNewConstMetric(c.txnAborted, prometheus.CounterValue, float64(t.Aborted))
+	ch <- prometheus.MustNewConstMetric(c.txnResolved, prometheus.CounterValue, float64(t.Resolved))
 }

@@ -47,6 +47,12 @@ func TestMetrics(t *testing.T) {
 		m["bondkv_range_is_leader"] != 1 || m["bondkv_range_leader_node"] != 1 || m["bondkv_range_applied_index"] < 3 {
 		t.Fatalf("metrics after 3 writes: %v", m)
 	}
+	if err := db.Update(ctx, func(tx *bondkv.Txn) error { return tx.Put([]byte("t"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if m := gather(t, reg); m["bondkv_txn_commits_total"] != 1 {
+		t.Fatalf("metrics after one transaction: %v", m)
+	}
 	db.Close() // unregisters
 	if m := gather(t, reg); len(m) != 0 {
 		t.Fatalf("metrics left after Close: %v", m)
