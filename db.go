@@ -194,8 +194,7 @@ func (db *DB) start(dir string, o Options) error {
 	if err := db.node.Start(); err != nil {
 		return fmt.Errorf("bondkv: %w", err)
 	}
-	db.txn.resolving.Add(1)
-	go db.sweepLoop()
+	db.txn.spawn(db.sweepLoop)
 	if o.Metrics != nil {
 		db.metrics = newMetricsCollector(db)
 		if err := o.Metrics.Register(db.metrics); err != nil {
@@ -209,10 +208,7 @@ func (db *DB) start(dir string, o Options) error {
 
 // shutdown stops whatever start started, in reverse order, and closes the engine.
 func (db *DB) shutdown() error {
-	if db.txn.cancel != nil {
-		db.txn.cancel() // background intent resolution; readers finish what it leaves
-		db.txn.resolving.Wait()
-	}
+	db.txn.shutdown() // background intent resolution; readers and other nodes finish what it leaves
 	if db.metrics != nil {
 		db.opts.Metrics.Unregister(db.metrics)
 	}

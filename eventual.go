@@ -53,11 +53,28 @@ func (db *DB) GetStale(ctx context.Context, key []byte, maxStaleness time.Durati
 	if maxStaleness < 0 {
 		return StaleRead{}, fmt.Errorf("%w: negative staleness bound", ErrInvalidOptions)
 	}
-	v, err := db.node.StaleGet(ctx, key, maxStaleness)
-	if err != nil {
-		return StaleRead{}, fmt.Errorf("bondkv: get: %w", err)
+	for {
+		v, err := db.node.StaleGet(ctx, key, maxStaleness)
+		if err != nil {
+			return StaleRead{}, fmt.Errorf("bondkv: get: %w", err)
+		}
+		if v.Intent != nil && v.Intent.Kind != store.IntentLock {
+			// A transaction holds the key: if it committed, its write is resolved and read
+			// (the replica has applied the resolution once it returns); if it is pending,
+			// the committed value stands.
+			done, err := db.resolveIntent(ctx, key, *v.Intent, false)
+			if err != nil && !errors.Is(err, ErrAmbiguous) {
+				return StaleRead{}, err
+			}
+			if done || err != nil {
+				if err := sleepCtx(ctx, time.Millisecond); err != nil {
+					return StaleRead{}, err
+				}
+				continue
+			}
+		}
+		return StaleRead{Value: v.Value, Found: v.Value != nil, Version: v.Version, Staleness: v.Behind, Node: uint64(v.Node)}, nil
 	}
-	return StaleRead{Value: v.Value, Found: v.Value != nil, Version: v.Version, Staleness: v.Behind, Node: uint64(v.Node)}, nil
 }
 
 // GetVersion returns key's value and version, linearizably. For a key without a value it

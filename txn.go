@@ -30,6 +30,10 @@ var (
 	ErrReadOnly = errors.New("bondkv: write in a read-only transaction")
 	// ErrTxnDone: the Txn was used after its function returned.
 	ErrTxnDone = errors.New("bondkv: transaction already finished")
+	// ErrScanAcrossRanges: a read-write transaction over several ranges scanned in more than
+	// one of them (its commit could not re-check all its scans at the commit point). Nothing
+	// was applied. Scan within one range, or split the work.
+	ErrScanAcrossRanges = errors.New("bondkv: a read-write transaction across ranges scanned in several ranges")
 )
 
 // TxnOptions bound transactions.
@@ -82,13 +86,42 @@ type TxnStats struct {
 
 type txnCounters struct {
 	c1, c2, cro, conflicts, aborted, resolved atomic.Uint64
-	// resolving tracks the asynchronous intent resolutions after two-phase commits.
+	// resolving tracks the background work (resolutions after two-phase commits, aborts, the
+	// sweep); spawn adds to it only while the DB is not closing.
 	resolving sync.WaitGroup
+	spawnMu   sync.Mutex
+	closing   bool
 	stop      context.Context
 	cancel    context.CancelFunc
 	// crashAfterPrepare, when set (tests), makes a coordinator stop right after its prepares,
 	// as if its process died: it neither commits nor cleans up.
 	crashAfterPrepare atomic.Pointer[func() bool]
+}
+
+// spawn runs f in the background unless the DB is closing (then the work is left to record
+// expiry and to the other nodes).
+func (t *txnCounters) spawn(f func()) {
+	t.spawnMu.Lock()
+	defer t.spawnMu.Unlock()
+	if t.closing {
+		return
+	}
+	t.resolving.Add(1)
+	go func() {
+		defer t.resolving.Done()
+		f()
+	}()
+}
+
+// shutdown stops the background work and waits for it.
+func (t *txnCounters) shutdown() {
+	t.spawnMu.Lock()
+	t.closing = true
+	t.spawnMu.Unlock()
+	if t.cancel != nil {
+		t.cancel()
+	}
+	t.resolving.Wait()
 }
 
 func (t *txnCounters) stats() TxnStats {
@@ -353,7 +386,11 @@ func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait, lo
 		}
 		done, err := db.resolveIntent(ctx, key, *v.Intent, wait)
 		if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
-			continue // a resolution whose outcome is unknown: read again
+			// A resolution whose outcome is unknown: read again, after a pause.
+			if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+				return shard.TxnValue{}, err
+			}
+			continue
 		}
 		if err != nil {
 			return shard.TxnValue{}, err
@@ -379,7 +416,11 @@ func (db *DB) txnScan(ctx context.Context, span base.Span, limit int, self store
 				}
 				done, err := db.resolveIntent(ctx, ki.Key, ki.Intent, false)
 				if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
-					again = true // a resolution whose outcome is unknown: scan again
+					// A resolution whose outcome is unknown: scan again, after a pause.
+					if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+						return nil, err
+					}
+					again = true
 					continue
 				}
 				if err != nil {
@@ -565,51 +606,85 @@ func (tx *Txn) validateReadOnly() error {
 // Any failure before 3 aborts: the record is flipped to aborted and the intents removed.
 func (tx *Txn) commit2PC(groups []*rangeGroup) error {
 	db := tx.db
-	anchor := []byte(sortedKeys(tx.writes)[0])
-	var participants [][]byte
-	for _, k := range sortedKeys(tx.writes) {
-		if k != string(anchor) {
-			participants = append(participants, []byte(k))
-		}
-	}
-	for _, k := range sortedKeys(tx.reads) {
-		if _, w := tx.writes[k]; !w {
-			participants = append(participants, []byte(k))
-		}
-	}
-	slices.SortFunc(participants, bytes.Compare)
-	expiry := time.Now().Add(db.opts.Txn.RecordTTL)
-	rec := &store.TxnRecord{Status: store.TxnPending, Expiry: expiry.UnixNano(), Participants: participants}
-	var first *rangeGroup
-	var rest []*rangeGroup
 	for _, g := range groups {
-		g.args.Anchor = anchor
 		for _, r := range g.args.Reads {
 			if _, w := tx.writes[string(r.Key)]; !w {
 				g.args.Locks = append(g.args.Locks, r.Key)
 			}
 		}
-		if first == nil && containsWrite(g.args.Writes, anchor) {
+	}
+	// The anchor is the first written key, or, if the transaction scanned, a key of the one
+	// range it scanned in: the commit point re-checks that range's scans, so nothing can be
+	// inserted into them between their prepare and the commit.
+	first := groups[0]
+	var anchor []byte
+	scanned := 0
+	for _, g := range groups {
+		if len(g.args.Scans) > 0 {
+			scanned++
 			first = g
-			g.args.Record = rec
-		} else {
+		}
+	}
+	switch {
+	case scanned > 1:
+		return fmt.Errorf("%w: it scanned in %d ranges", ErrScanAcrossRanges, scanned)
+	case scanned == 1 && len(first.args.Writes) > 0:
+		anchor = first.args.Writes[0].Key
+	case scanned == 1 && len(first.args.Locks) > 0:
+		anchor = first.args.Locks[0]
+	case scanned == 1:
+		// Nothing else of the transaction in that range: the record goes on a lock of the
+		// scan's first key.
+		sc := first.args.Scans[0].Span
+		anchor = sc.Start
+		for _, p := range tx.scans {
+			if p.Range == first.desc.RangeID && len(p.KVs) > 0 {
+				anchor = p.KVs[0].Key
+				break
+			}
+		}
+		if len(anchor) == 0 {
+			anchor = []byte{0}
+		}
+		first.args.Locks = append(first.args.Locks, anchor)
+	default:
+		anchor = []byte(sortedKeys(tx.writes)[0])
+		for _, g := range groups {
+			if containsWrite(g.args.Writes, anchor) {
+				first = g
+			}
+		}
+	}
+	var participants [][]byte
+	var rest []*rangeGroup
+	for _, g := range groups {
+		g.args.Anchor = anchor
+		for _, w := range g.args.Writes {
+			participants = append(participants, w.Key)
+		}
+		participants = append(participants, g.args.Locks...)
+		if g != first {
 			rest = append(rest, g)
 		}
 	}
+	slices.SortFunc(participants, bytes.Compare)
+	participants = slices.CompactFunc(participants, bytes.Equal)
+	participants = slices.DeleteFunc(participants, func(k []byte) bool { return bytes.Equal(k, anchor) })
+	expiry := time.Now().Add(db.opts.Txn.RecordTTL)
+	rec := &store.TxnRecord{Status: store.TxnPending, Expiry: expiry.UnixNano(), Participants: participants}
+	first.args.Record = rec
 	abort := func(cause error) error {
 		// Abort in the background, under a context of its own (the caller's may be what
 		// ended): the caller returns at once; whoever meets an intent before the abort is done
 		// waits for it, and if it fails the record expires.
-		db.txn.resolving.Add(1)
-		go func() {
-			defer db.txn.resolving.Done()
+		db.txn.spawn(func() {
 			ctx, cancel := context.WithTimeout(db.txn.stop, db.opts.Txn.RecordTTL)
 			defer cancel()
 			in := store.Intent{Txn: tx.id, Anchor: anchor}
 			if _, err := db.endTxn(ctx, in, store.TxnAborted, rec); err != nil {
 				db.opts.Logger.Debug("transaction abort incomplete; its record expires", "txn", tx.id.String(), "err", err)
 			}
-		}()
+		})
 		return cause
 	}
 	if err := db.node.ProposeTo(tx.ctx, first.desc.RangeID, []store.Command{store.TxnCommand(store.OpTxnPrepare, first.args)}); err != nil {
@@ -646,37 +721,42 @@ func (tx *Txn) commit2PC(groups []*rangeGroup) error {
 	if time.Now().After(expiry.Add(-db.opts.Txn.RecordTTL / 10)) {
 		return abort(&conflictError{reason: "the transaction record is about to expire"})
 	}
-	flip := store.TxnArgs{Txn: tx.id, Anchor: anchor, Status: store.TxnCommitted}
-	err := db.node.Write(tx.ctx, anchor, []store.Command{store.TxnCommand(store.OpTxnStatus, flip)})
+	flip := store.TxnArgs{Txn: tx.id, Anchor: anchor, Status: store.TxnCommitted, Scans: first.args.Scans}
+	err := db.node.ProposeTo(tx.ctx, first.desc.RangeID, []store.Command{store.TxnCommand(store.OpTxnStatus, flip)})
 	if err != nil {
 		var cf *shard.ConflictError
-		if errors.As(err, &cf) {
-			// Someone aborted the record (it expired): clean up and retry.
-			return abort(&conflictError{reason: cf.Conflict.String()})
+		if errors.As(err, &cf) || errors.Is(err, ErrRangeMoved) {
+			// Someone aborted the record (it expired), a scan changed, or the anchor's range
+			// split or merged since the prepare: nothing was committed. Clean up and retry.
+			return abort(&conflictError{reason: err.Error()})
 		}
 		// Unknown whether the flip applied: learn it from the record.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(tx.ctx), time.Second)
-		st, serr := db.recordStatus(sctx, anchor, tx.id)
+		st, found, serr := db.recordStatus(sctx, anchor, tx.id)
 		cancel()
 		switch {
-		case serr == nil && st == store.TxnCommitted:
-		case serr == nil && st != store.TxnCommitted:
-			return abort(fmt.Errorf("bondkv: commit: %w", err))
+		case serr == nil && found && st == store.TxnCommitted:
+		case serr == nil && found && st == store.TxnAborted:
+			return abort(&conflictError{reason: "the transaction was aborted before its commit"})
+		case serr == nil && found:
+			// Still pending: the flip may yet land. Abort it (a compare-and-swap against the
+			// flip); the outcome stays unknown to the caller.
+			return abort(fmt.Errorf("bondkv: commit: %w", ambiguous(err)))
 		default:
-			return fmt.Errorf("bondkv: commit: %w: %w", ErrAmbiguous, errors.Join(err, serr))
+			// No record (the transaction ended: committed and resolved, or aborted) or no
+			// answer: unknown.
+			return fmt.Errorf("bondkv: commit: %w", ambiguous(errors.Join(err, serr)))
 		}
 	}
 	db.txn.c2.Add(1)
-	db.txn.resolving.Add(1)
-	go func() {
-		defer db.txn.resolving.Done()
+	db.txn.spawn(func() {
 		ctx, cancel := context.WithTimeout(db.txn.stop, time.Minute)
 		defer cancel()
 		in := store.Intent{Txn: tx.id, Anchor: anchor}
 		if _, err := db.endTxn(ctx, in, store.TxnCommitted, rec); err != nil {
 			db.opts.Logger.Debug("intent resolution incomplete; readers resolve the rest", "txn", tx.id.String(), "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -684,19 +764,27 @@ func containsWrite(ws []store.TxnWrite, k []byte) bool {
 	return slices.ContainsFunc(ws, func(w store.TxnWrite) bool { return bytes.Equal(w.Key, k) })
 }
 
-// recordStatus reads the status of txn's record on anchor (TxnAborted if there is none: the
+// recordStatus reads the status of txn's record on anchor; found is false if there is none (the
 // transaction ended, and its writes were applied already if it had committed).
-func (db *DB) recordStatus(ctx context.Context, anchor []byte, txn store.TxnID) (store.TxnStatus, error) {
+func (db *DB) recordStatus(ctx context.Context, anchor []byte, txn store.TxnID) (st store.TxnStatus, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	v, err := db.node.TxnGet(ctx, anchor, false)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if v.Intent == nil || v.Intent.Txn != txn || v.Intent.Record == nil {
-		return store.TxnAborted, nil
+		return 0, false, nil
 	}
-	return v.Intent.Record.Status, nil
+	return v.Intent.Record.Status, true, nil
+}
+
+// ambiguous makes sure err says the outcome is unknown.
+func ambiguous(err error) error {
+	if errors.Is(err, ErrAmbiguous) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrAmbiguous, err)
 }
 
 // resolveIntent deals with another transaction's intent found on key: it reads the record on
@@ -710,6 +798,11 @@ func (db *DB) resolveIntent(ctx context.Context, key []byte, in store.Intent, wa
 }
 
 func (db *DB) resolve(ctx context.Context, key []byte, in store.Intent, wait, full bool) (bool, error) {
+	// A pending record counts as expired at its expiry on the coordinator's clock, or once this
+	// node has seen it pending for a whole RecordTTL (a coordinator whose clock runs ahead
+	// cannot hold a key longer than that). Aborting early is safe: the abort is a
+	// compare-and-swap against the commit.
+	seen := time.Now()
 	for pause := time.Millisecond; ; {
 		v, err := db.node.TxnGet(ctx, in.Anchor, false)
 		if err != nil {
@@ -726,7 +819,7 @@ func (db *DB) resolve(ctx context.Context, key []byte, in store.Intent, wait, fu
 			return err == nil, err
 		}
 		status := rec.Status
-		if status == store.TxnPending && time.Now().UnixNano() < rec.Expiry {
+		if status == store.TxnPending && time.Now().UnixNano() < rec.Expiry && time.Since(seen) < db.opts.Txn.RecordTTL {
 			if !wait {
 				return false, nil
 			}
@@ -766,12 +859,15 @@ func (db *DB) endTxn(ctx context.Context, in store.Intent, status store.TxnStatu
 		var cf *shard.ConflictError
 		switch {
 		case errors.As(err, &cf):
-			// Not pending any more: committed meanwhile, or already gone. Read which.
-			st, rerr := db.recordStatus(ctx, in.Anchor, in.Txn)
+			// Not pending any more: committed meanwhile, or already gone (then its intents
+			// are leftovers: removing them is right either way). Read which.
+			st, found, rerr := db.recordStatus(ctx, in.Anchor, in.Txn)
 			if rerr != nil {
 				return 0, rerr
 			}
-			status = st
+			if found {
+				status = st
+			}
 		case err != nil:
 			return 0, err
 		}
@@ -872,7 +968,6 @@ func (db *DB) sweepIntents(ctx context.Context) (found, pending int, err error) 
 
 // sweepLoop runs sweepIntents every RecordTTL until the DB closes.
 func (db *DB) sweepLoop() {
-	defer db.txn.resolving.Done()
 	t := time.NewTicker(db.opts.Txn.RecordTTL)
 	defer t.Stop()
 	for {

@@ -419,3 +419,41 @@ func TestTxnCancel(t *testing.T) {
 		t.Fatalf("want both outcomes, got %v", outcomes)
 	}
 }
+
+// TestTxnScanAcrossRangesRefused: a read-write transaction across ranges that scanned in more
+// than one of them gets a typed error and applies nothing; scanning in one of them works.
+func TestTxnScanAcrossRangesRefused(t *testing.T) {
+	db := openTxnDB(t, "m")
+	ctx := context.Background()
+	err := db.Update(ctx, func(tx *bondkv.Txn) error {
+		if _, err := tx.Scan([]byte("a"), []byte("z"), 0); err != nil {
+			return err
+		}
+		if err := tx.Put([]byte("b"), []byte("1")); err != nil {
+			return err
+		}
+		return tx.Put([]byte("y"), []byte("1"))
+	})
+	if !errors.Is(err, bondkv.ErrScanAcrossRanges) {
+		t.Fatalf("scan over two ranges, writes in both: %v", err)
+	}
+	if got := mustGet(t, db, "b"); got != "<none>" {
+		t.Fatalf("b = %s after a refused transaction", got)
+	}
+	// One range scanned (the other only written): fine, and the scan's range holds the record.
+	if err := db.Update(ctx, func(tx *bondkv.Txn) error {
+		kvs, err := tx.Scan([]byte("n"), []byte("z"), 0)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put([]byte("b"), []byte(fmt.Sprint(len(kvs)))); err != nil {
+			return err
+		}
+		return tx.Put([]byte("y"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, db, "b"); got != "0" {
+		t.Fatalf("b = %s", got)
+	}
+}

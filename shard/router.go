@@ -410,7 +410,7 @@ func (n *Node) read(ctx context.Context, id base.RangeID, req readReq) ([]wireKV
 func (n *Node) readLocal(ctx context.Context, req readReq) ([]wireKV, error) {
 	if req.Kind == readStaleGet {
 		get := req
-		get.Kind = readGet
+		get.Kind = readTxnGet // with the key's intent, which the caller resolves if need be
 		v, behind, err := n.host.StaleRead(ctx, req.Range, time.Duration(req.MaxStaleness), func(e *store.Engine) (any, error) { return execRead(e, get) })
 		if err != nil {
 			if errors.Is(err, raftgroup.ErrNoReplica) {

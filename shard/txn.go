@@ -155,6 +155,8 @@ type StaleValue struct {
 	Behind time.Duration
 	// Node is the node whose replica served the read.
 	Node base.NodeID
+	// Intent is the key's intent as that replica has it.
+	Intent *store.Intent
 }
 
 // StaleGet reads key from this node's replica if it has one, otherwise from another replica,
@@ -171,11 +173,18 @@ func (n *Node) StaleGet(ctx context.Context, key []byte, maxStaleness time.Durat
 		}
 		kv := kvs[0]
 		out = StaleValue{Version: kv.Version, Behind: time.Duration(kv.Behind), Node: kv.Node}
-		if !kv.NoRecord {
+		if !kv.NoRecord && !kv.Deleted {
 			out.Value = kv.Value
 			if out.Value == nil {
 				out.Value = []byte{}
 			}
+		}
+		if kv.Intent != nil {
+			in, err := store.DecodeIntent(kv.Intent)
+			if err != nil {
+				return err
+			}
+			out.Intent = &in
 		}
 		return nil
 	})

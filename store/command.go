@@ -39,8 +39,8 @@ const (
 	// OpTxnCommit commits a transaction whose keys all lie in the range in one step (1PC):
 	// Value is encoded TxnArgs (Txn, Reads, Scans, Writes). If a read's version changed, a
 	// scan's digest changed, or another transaction's intent holds a key it reads (a write
-	// intent) or writes (any intent), nothing is written (ResultConditionFailed, with the
-	// conflict in Result.Conflicts).
+	// intent) or writes (any intent), the command writes nothing and its conflict is in
+	// Result.Conflicts (the entry's other commands are not affected).
 	OpTxnCommit Op = 10
 	// OpTxnPrepare is the range's part of a distributed transaction's first phase: the same
 	// checks as OpTxnCommit (intents of the same transaction do not conflict, and a read key
@@ -49,8 +49,9 @@ const (
 	// intent when the range holds Anchor.
 	OpTxnPrepare Op = 11
 	// OpTxnStatus changes the status of the record on Anchor's intent from pending to Status
-	// (the commit point, or an abort); already at Status is a no-op, anything else
-	// ResultConditionFailed.
+	// (the commit point, or an abort); already at Status is a no-op, anything else a conflict.
+	// A commit also checks Scans (spans of this range the transaction scanned) again, so no
+	// insert lands in them between the prepare and the commit point.
 	OpTxnStatus Op = 12
 	// OpTxnResolve removes transaction Txn's intents on Keys, applying the writes first when
 	// Status is TxnCommitted. Keys without an intent of Txn are skipped.
@@ -206,8 +207,19 @@ func (c Command) Validate() error {
 		}
 		return a.validate()
 	case OpTxnCommit, OpTxnPrepare, OpTxnStatus, OpTxnResolve:
-		_, err := DecodeTxnArgs(c.Value)
-		return err
+		a, err := DecodeTxnArgs(c.Value)
+		if err != nil {
+			return err
+		}
+		switch {
+		case (c.Op == OpTxnStatus || c.Op == OpTxnResolve) && a.Status != TxnCommitted && a.Status != TxnAborted:
+			return fmt.Errorf("store: %w: a %s to status %d", base.ErrInvalidRange, c.Op, a.Status)
+		case c.Op == OpTxnStatus && len(a.Anchor) == 0:
+			return fmt.Errorf("store: %w: a %s without an anchor", base.ErrInvalidRange, c.Op)
+		case a.Record != nil && (c.Op != OpTxnPrepare || a.Record.Status != TxnPending):
+			return fmt.Errorf("store: %w: a %s carrying a %s record", base.ErrInvalidRange, c.Op, a.Record.Status)
+		}
+		return nil
 	case OpMergeValue:
 		if len(c.Value) == 0 || !MergeFunc(c.Value[0]).known() {
 			return fmt.Errorf("store: %w: merge with no known merge function", base.ErrInvalidRange)

@@ -633,15 +633,23 @@ func (e *Engine) GetTxn(key []byte) (TxnView, error) {
 	if err := base.CheckKey(key); err != nil {
 		return TxnView{}, err
 	}
+	// The intent set is consulted at the snapshot's instant: a key leaves it only after the
+	// batch resolving its intent has committed, so a key missing from it (under its lock, while
+	// the snapshot is taken) has no intent in the snapshot either.
+	e.intents.mu.RLock()
 	snap := e.db.NewSnapshot()
+	_, maybe := e.intents.m[string(key)]
+	e.intents.mu.RUnlock()
 	defer snap.Close()
 	var out TxnView
-	in, ok, err := e.readIntent(snap, key)
-	if err != nil {
-		return TxnView{}, fmt.Errorf("store: get %q: %w", key, err)
-	}
-	if ok {
-		out.Intent = &in
+	if maybe {
+		in, ok, err := e.readIntent(snap, key)
+		if err != nil {
+			return TxnView{}, fmt.Errorf("store: get %q: %w", key, err)
+		}
+		if ok {
+			out.Intent = &in
+		}
 	}
 	v, closer, err := snap.Get(base.DataKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {

@@ -180,3 +180,38 @@ func FuzzDecodeConflictsAndSets(f *testing.F) {
 		}
 	})
 }
+
+// TestTxnCommitRechecksScans: an insert into a span the transaction scanned, landing between
+// its prepare and its commit point, fails the commit.
+func TestTxnCommitRechecksScans(t *testing.T) {
+	e := openMem(t)
+	mustInit(t, e, 3, base.Span{Start: []byte("a"), End: []byte("z")})
+	span := base.Span{Start: []byte("c"), End: []byte("d")}
+	t1 := txnID(1)
+	scan := TxnScan{Span: span, Digest: ScanDigest(nil)}
+	rec := &TxnRecord{Status: TxnPending, Expiry: 1}
+	res := mustApply(t, e, 3, entry(1, txnCmd(OpTxnPrepare, TxnArgs{Txn: t1, Scans: []TxnScan{scan},
+		Writes: []TxnWrite{{Key: []byte("p"), Value: []byte("1")}}, Anchor: []byte("p"), Record: rec})))
+	if len(res[0].Conflicts) != 0 {
+		t.Fatalf("prepare: %+v", res[0])
+	}
+	mustApply(t, e, 3, entry(2, put("c5", "phantom")))
+	res = mustApply(t, e, 3, entry(3, txnCmd(OpTxnStatus, TxnArgs{Txn: t1, Anchor: []byte("p"), Status: TxnCommitted, Scans: []TxnScan{scan}})))
+	if len(res[0].Conflicts) != 1 {
+		t.Fatalf("commit over a phantom: %+v", res[0])
+	}
+	view, err := e.GetTxn([]byte("p"))
+	if err != nil || view.Intent == nil || view.Intent.Record.Status != TxnPending {
+		t.Fatalf("record after the refused commit: %+v, %v", view, err)
+	}
+	// Statuses a command must not carry are refused before they reach a range.
+	for _, c := range []Command{
+		txnCmd(OpTxnStatus, TxnArgs{Txn: t1, Anchor: []byte("p")}),
+		txnCmd(OpTxnResolve, TxnArgs{Txn: t1, Status: TxnPending, Keys: [][]byte{[]byte("p")}}),
+		txnCmd(OpTxnCommit, TxnArgs{Txn: t1, Record: rec}),
+	} {
+		if err := c.Validate(); err == nil {
+			t.Fatalf("%s with %+v validated", c.Op, c)
+		}
+	}
+}

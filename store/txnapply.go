@@ -47,6 +47,13 @@ func (a *applier) txn(version uint64, c Command) (cf Conflict, ok bool, err erro
 		case in.Record.Status != TxnPending:
 			return Conflict{Key: args.Anchor, Txn: args.Txn, Anchor: args.Anchor, Reason: "the transaction is " + in.Record.Status.String()}, false, nil
 		}
+		if args.Status == TxnCommitted && len(args.Scans) > 0 {
+			// The scans of the anchor's range are checked again at the commit point itself:
+			// an insert into a scanned span after the prepare must not slip in before it.
+			if cf, ok, err := a.validate(TxnArgs{Txn: args.Txn, Scans: args.Scans}, args.Txn); err != nil || !ok {
+				return cf, ok, err
+			}
+		}
 		in.Record.Status = args.Status
 		return Conflict{}, true, a.b.Set(base.IntentKey(args.Anchor), EncodeIntent(in), nil)
 	case OpTxnResolve:
