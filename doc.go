@@ -34,7 +34,9 @@
 // meets them and by each node's periodic sweep. Design change from DESIGN.md §5: the record
 // lives on the anchor key's intent (so it moves with the key through splits and merges) and is
 // created by the anchor range's prepare, before the other prepares, rather than in parallel
-// with them; three consensus rounds on the commit path.
+// with them; three consensus rounds on the commit path. The commit flip re-checks the scans of
+// the anchor's range, so a read-write transaction across ranges may scan in that range only
+// (ErrScanAcrossRanges). Intents are exclusive: a read lock is an intent.
 //
 // Eventual ranges (eventual.go): RangePolicy.Consistency = Eventual makes Get read the nearest
 // replica within Options.Ranges.MaxStaleness (GetStale reports the staleness); PutIfVersion
