@@ -158,18 +158,6 @@ func mustReplicas(t *testing.T, db *bondkv.DB) []bondkv.ReplicaState {
 	return rs
 }
 
-// leaderOfMeta returns the node ID leading the meta range as some live node sees it.
-func leaderOfMeta(t *testing.T, c *testcluster.Cluster) uint64 {
-	t.Helper()
-	for _, i := range c.Live() {
-		if l, ok := c.Node(i).Inspect().RangeLeader(1); ok {
-			return l
-		}
-	}
-	t.Fatal("no node knows the meta leader")
-	return 0
-}
-
 // TestForwarding: a node holding no replica of a range reads and writes it through the nodes
 // that do.
 func TestForwarding(t *testing.T) {
