@@ -454,16 +454,35 @@ func (n *Node) removeReplica(ctx context.Context, d *Descriptor, node, prefer ba
 	_, nv := info.NonVotingMembers[node]
 	if voter || nv {
 		if info.Leader == node {
-			to := prefer
-			if to == 0 || to == node {
-				for v := range info.Voters {
-					if v != node {
-						to = v
-						break
-					}
+			// To prefer if set, else another voter; only to one that answers and runs the
+			// replica (a transfer to a dead node never takes, and the leader drops proposals
+			// while it is pending), and for a bounded time.
+			var cands []base.NodeID
+			if prefer != 0 && prefer != node {
+				cands = append(cands, prefer)
+			}
+			for v := range info.Voters {
+				if v != node && v != prefer {
+					cands = append(cands, v)
 				}
 			}
-			if err := n.change(ctx, d.RangeID, changeReq{Op: "transfer", Node: to}); err != nil {
+			to := base.NodeID(0)
+			for _, c := range cands {
+				tctx, cancel := context.WithTimeout(ctx, time.Second)
+				ci, err := n.rangeInfo(tctx, d.RangeID, c, infoOpts{})
+				cancel()
+				if err == nil && ci.Running {
+					to = c
+					break
+				}
+			}
+			if to == 0 {
+				return fmt.Errorf("shard: range %d: no live voter to take the leadership from node %d", d.RangeID, node)
+			}
+			mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
+			err := n.change(mctx, d.RangeID, changeReq{Op: "transfer", Node: to})
+			cancel()
+			if err != nil {
 				return err
 			}
 		}
