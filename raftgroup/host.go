@@ -148,7 +148,7 @@ func (h *Host) Close() {
 		// Closing the NodeHost first ends every request in flight, so proposers stop at once.
 		h.nh.Close()
 		for _, p := range ps {
-			p.stop()
+			p.stop(base.ErrClosed)
 		}
 		h.unregister()
 	})
@@ -228,7 +228,7 @@ func (h *Host) StopReplica(id base.RangeID) error {
 	delete(h.proposers, id)
 	h.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.stop(fmt.Errorf("range %d: replica stopped: %w", id, ErrNoReplica))
 	}
 	if err != nil && !errors.Is(err, dragonboat.ErrShardNotFound) {
 		return fmt.Errorf("raftgroup: stop range %d: %w", id, err)

@@ -75,6 +75,7 @@ type proposer struct {
 	pending []*waiter
 	pumping bool // a pump goroutine is running; it exits when the queue is empty
 	stopped bool
+	stopErr error // what stop gives the writes it fails; set before stopc is closed
 
 	// lastDone is when an entry of this proposer last completed (unix nanoseconds; 0: never).
 	lastDone atomic.Int64
@@ -100,16 +101,19 @@ func newProposer(h *Host, id base.RangeID) *proposer {
 	}
 }
 
-// stop fails queued writes with ErrClosed and waits for the entries in flight to end.
-func (p *proposer) stop() {
+// stop fails queued writes with err (none of them entered the log) and waits for the entries
+// in flight to end: base.ErrClosed when the host closes, ErrNoReplica when only this replica
+// stops (the range merged away or moved), which callers may retry elsewhere.
+func (p *proposer) stop(err error) {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		p.stopped = true
+		p.stopErr = err
 		p.mu.Unlock()
 		close(p.stopc)
 	})
 	p.wg.Wait()
-	p.failPending(base.ErrClosed)
+	p.failPending(p.stopErr)
 }
 
 func (p *proposer) propose(ctx context.Context, cmds []store.Command) (store.Result, error) {
@@ -119,8 +123,9 @@ func (p *proposer) propose(ctx context.Context, cmds []store.Command) (store.Res
 	w := newWaiter(ctx, cmds)
 	p.mu.Lock()
 	if p.stopped {
+		err := p.stopErr
 		p.mu.Unlock()
-		return store.Result{}, base.ErrClosed
+		return store.Result{}, err
 	}
 	p.pending = append(p.pending, w)
 	if !p.pumping {
@@ -139,7 +144,7 @@ func (p *proposer) propose(ctx context.Context, cmds []store.Command) (store.Res
 		return store.Result{}, fmt.Errorf("range %d: %w: %w", p.id, base.ErrAmbiguous, ctx.Err())
 	case <-p.stopc:
 		if p.withdraw(w) {
-			return store.Result{}, base.ErrClosed
+			return store.Result{}, p.stopErr
 		}
 		// Taken already: its entry's goroutine reports the outcome.
 		o := <-w.done
@@ -293,7 +298,7 @@ func (p *proposer) wake(batch []*waiter) error {
 		}
 		select {
 		case <-p.stopc:
-			return base.ErrClosed
+			return p.stopErr
 		default:
 		}
 	}
@@ -376,7 +381,7 @@ func (p *proposer) proposeEntry(data []byte, abandoned func() bool) outcome {
 		select {
 		case <-p.stopc:
 			t.Stop()
-			return outcome{err: base.ErrClosed}
+			return outcome{err: p.stopErr}
 		case <-t.C:
 		}
 	}
