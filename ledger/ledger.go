@@ -1,0 +1,212 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/bondkv/bondkv/internal/base"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Ledger is the ownership ledger stored in a Pebble DB under a prefix it owns:
+//
+//	P e <index:8 BE>    encoded entry
+//	P b <number:8 BE>   encoded block header
+//	P c <seq:8 BE>      encoded signed checkpoint
+//	P h <range:8 BE>    head of the range's chain: leaf hash (32) ‖ entry index (8)
+//	P m                 blocks (8) ‖ last header hash (32) ‖ checkpoints (8)
+//	P t …               the Merkle tree (see Tree)
+//
+// A block's entries, header, tree nodes, chain heads and meta are written in one synced batch.
+// A Ledger has one writer; its methods serialise.
+type Ledger struct {
+	db     *pebble.DB
+	prefix []byte
+	tree   *Tree
+
+	mu          sync.Mutex
+	blocks      uint64
+	lastHeader  Hash
+	checkpoints uint64
+}
+
+func key(prefix []byte, kind byte, n uint64) []byte {
+	k := make([]byte, 0, len(prefix)+9)
+	k = append(append(k, prefix...), kind)
+	return binary.BigEndian.AppendUint64(k, n)
+}
+
+func (l *Ledger) metaKey() []byte { return append(append([]byte(nil), l.prefix...), 'm') }
+
+// Open opens the ledger stored in db under prefix (empty if none).
+func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
+	l := &Ledger{db: db, prefix: append([]byte(nil), prefix...)}
+	var err error
+	if l.tree, err = OpenTree(db, append(append([]byte(nil), prefix...), 't')); err != nil {
+		return nil, err
+	}
+	v, closer, err := db.Get(l.metaKey())
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("ledger: meta: %w", err)
+	default:
+		defer closer.Close()
+		if len(v) != 8+HashSize+8 {
+			return nil, fmt.Errorf("ledger: meta of %d bytes: %w", len(v), base.ErrCorruption)
+		}
+		l.blocks = binary.BigEndian.Uint64(v)
+		l.lastHeader = Hash(v[8 : 8+HashSize])
+		l.checkpoints = binary.BigEndian.Uint64(v[8+HashSize:])
+	}
+	return l, nil
+}
+
+// Tree returns the ledger's Merkle tree, for roots and proofs.
+func (l *Ledger) Tree() *Tree { return l.tree }
+
+// Size returns the number of entries.
+func (l *Ledger) Size() uint64 { return l.tree.Size() }
+
+func (l *Ledger) writeMeta(w pebble.Writer) error {
+	v := binary.BigEndian.AppendUint64(nil, l.blocks)
+	v = append(v, l.lastHeader[:]...)
+	v = binary.BigEndian.AppendUint64(v, l.checkpoints)
+	return w.Set(l.metaKey(), v, nil)
+}
+
+type head struct {
+	hash  Hash
+	index uint64
+}
+
+func (l *Ledger) head(r pebble.Reader, id base.RangeID) (head, bool, error) {
+	v, closer, err := r.Get(key(l.prefix, 'h', uint64(id)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return head{}, false, nil
+	}
+	if err != nil {
+		return head{}, false, err
+	}
+	defer closer.Close()
+	if len(v) != HashSize+8 {
+		return head{}, false, fmt.Errorf("ledger: head of %s: %w", id, base.ErrCorruption)
+	}
+	return head{Hash(v[:HashSize]), binary.BigEndian.Uint64(v[HashSize:])}, true, nil
+}
+
+// AppendBlock appends entries as one block: it sets each entry's Prev to the leaf hash of the
+// previous entry of its range, writes everything in one synced batch and returns the header.
+// On error nothing is written. The entries' Prev fields are overwritten.
+func (l *Ledger) AppendBlock(entries []Entry) (BlockHeader, error) {
+	return l.appendBlock(entries, true)
+}
+
+// appendBlock with link=false keeps the entries' Prev as given (tests build forged ledgers).
+func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(entries) == 0 || len(entries) > math.MaxUint32 {
+		return BlockHeader{}, fmt.Errorf("%w: a block holds 1 to 2^32-1 entries, not %d", ErrInvalidEntry, len(entries))
+	}
+	b := l.db.NewBatch()
+	defer b.Close()
+	first := l.tree.Size()
+	heads := map[base.RangeID]head{}
+	leaves := make([]Hash, len(entries))
+	var buf []byte
+	for i := range entries {
+		e := &entries[i]
+		idx := first + uint64(i)
+		if link {
+			h, ok := heads[e.Range]
+			if !ok {
+				var err error
+				if h, _, err = l.head(l.db, e.Range); err != nil {
+					return BlockHeader{}, err
+				}
+			}
+			e.Prev = h.hash
+		}
+		var err error
+		if buf, err = e.AppendEncode(buf[:0]); err != nil {
+			return BlockHeader{}, fmt.Errorf("entry %d of block: %w", i, err)
+		}
+		leaves[i] = LeafHash(buf)
+		heads[e.Range] = head{leaves[i], idx}
+		if err := b.Set(key(l.prefix, 'e', idx), buf, nil); err != nil {
+			return BlockHeader{}, err
+		}
+	}
+	for id, h := range heads {
+		v := binary.BigEndian.AppendUint64(append(make([]byte, 0, HashSize+8), h.hash[:]...), h.index)
+		if err := b.Set(key(l.prefix, 'h', uint64(id)), v, nil); err != nil {
+			return BlockHeader{}, err
+		}
+	}
+	p, err := l.tree.prepare(b, leaves)
+	if err != nil {
+		return BlockHeader{}, err
+	}
+	hdr := BlockHeader{Number: l.blocks, Prev: l.lastHeader, First: first, Count: uint32(len(entries)),
+		TreeSize: p.rng.End(), Root: rootOf(p.rng)}
+	enc := hdr.Encode()
+	if err := b.Set(key(l.prefix, 'b', hdr.Number), enc, nil); err != nil {
+		return BlockHeader{}, err
+	}
+	oldBlocks, oldLast := l.blocks, l.lastHeader
+	l.blocks, l.lastHeader = hdr.Number+1, headerHash(enc)
+	err = l.writeMeta(b)
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		l.blocks, l.lastHeader = oldBlocks, oldLast
+		return BlockHeader{}, fmt.Errorf("ledger: append block %d: %w", hdr.Number, err)
+	}
+	l.tree.install(p)
+	return hdr, nil
+}
+
+// Checkpoint signs the ledger's state after its last block with key, stores the checkpoint and
+// returns it. The ledger must hold at least one block.
+func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocks == 0 {
+		return Checkpoint{}, errors.New("ledger: checkpoint of an empty ledger")
+	}
+	c := Checkpoint{TreeSize: l.tree.Size(), Root: l.tree.Root(), Block: l.blocks - 1, HeaderHash: l.lastHeader}
+	nk.sign(&c)
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key(l.prefix, 'c', l.checkpoints), c.Encode(), nil); err != nil {
+		return Checkpoint{}, err
+	}
+	l.checkpoints++
+	err := l.writeMeta(b)
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		l.checkpoints--
+		return Checkpoint{}, fmt.Errorf("ledger: checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// Entry returns the entry at index.
+func (l *Ledger) Entry(index uint64) (Entry, error) {
+	v, closer, err := l.db.Get(key(l.prefix, 'e', index))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Entry{}, fmt.Errorf("ledger: entry %d: %w", index, base.ErrNotFound)
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	defer closer.Close()
+	return DecodeEntry(v)
+}
