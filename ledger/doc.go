@@ -4,8 +4,8 @@
 //
 // Layering (DESIGN.md §1): ledger imports internal/base, pebble/v2, transparency-dev/merkle and
 // minio/sha256-simd. It does not import the root package, shard or raftgroup; this package is the
-// self-contained core, and the replication of the ledger by its own Raft group (range 2) is
-// built on top of it.
+// self-contained core. Replicating it through its own Raft group (range 2), writing it from the
+// range code paths and the kvbench ledger commands build on this core and are not wired yet.
 //
 // # Entries
 //
