@@ -67,7 +67,7 @@ func (db *DB) GetStale(ctx context.Context, key []byte, maxStaleness time.Durati
 				return StaleRead{}, err
 			}
 			if done || err != nil {
-				if err := sleepCtx(ctx, time.Millisecond); err != nil {
+				if err := base.Sleep(ctx, time.Millisecond); err != nil {
 					return StaleRead{}, err
 				}
 				continue

@@ -387,7 +387,7 @@ func (db *DB) txnGet(ctx context.Context, key []byte, self store.TxnID, wait, lo
 		done, err := db.resolveIntent(ctx, key, *v.Intent, wait)
 		if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
 			// A resolution whose outcome is unknown: read again, after a pause.
-			if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			if err := base.Sleep(ctx, 10*time.Millisecond); err != nil {
 				return shard.TxnValue{}, err
 			}
 			continue
@@ -417,7 +417,7 @@ func (db *DB) txnScan(ctx context.Context, span base.Span, limit int, self store
 				done, err := db.resolveIntent(ctx, ki.Key, ki.Intent, false)
 				if errors.Is(err, ErrAmbiguous) && ctx.Err() == nil {
 					// A resolution whose outcome is unknown: scan again, after a pause.
-					if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+					if err := base.Sleep(ctx, 10*time.Millisecond); err != nil {
 						return nil, err
 					}
 					again = true
@@ -823,7 +823,7 @@ func (db *DB) resolve(ctx context.Context, key []byte, in store.Intent, wait, fu
 			if !wait {
 				return false, nil
 			}
-			if err := sleepCtx(ctx, pause); err != nil {
+			if err := base.Sleep(ctx, pause); err != nil {
 				return false, err
 			}
 			if pause < 8*time.Millisecond {
@@ -913,23 +913,12 @@ func (db *DB) resolveKeys(ctx context.Context, txn store.TxnID, status store.Txn
 		}
 		left = retry
 		if len(left) > 0 {
-			if err := sleepCtx(ctx, time.Duration(attempt+1)*10*time.Millisecond); err != nil {
+			if err := base.Sleep(ctx, time.Duration(attempt+1)*10*time.Millisecond); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // sweepIntents looks at the intents of the ranges this node leads and resolves those of

@@ -300,7 +300,7 @@ func (h *Host) DestroyReplica(ctx context.Context, id base.RangeID) error {
 			return h.setLocalReplicaID(id, 0)
 		}
 		if errors.Is(err, dragonboat.ErrShardNotStopped) {
-			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+			if perr := base.Sleep(ctx, 10*time.Millisecond); perr != nil {
 				return fmt.Errorf("raftgroup: destroy range %d: %w", id, err)
 			}
 			continue
@@ -394,7 +394,7 @@ func (h *Host) Read(ctx context.Context, id base.RangeID, f ReadFunc) (any, erro
 		// A ReadIndex handed to a replica that knows no leader yet (one that just started, or
 		// mid-election) can wait out a whole attempt: wait for a leader first.
 		if _, _, ok, err := h.nh.GetLeaderID(uint64(id)); err == nil && !ok {
-			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+			if perr := base.Sleep(ctx, 10*time.Millisecond); perr != nil {
 				return nil, fmt.Errorf("raftgroup: range %d: read: no leader: %w", id, perr)
 			}
 			continue
@@ -433,7 +433,7 @@ func (h *Host) retryable(ctx context.Context, err error) (bool, error) {
 	default:
 		return false, err
 	}
-	if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+	if perr := base.Sleep(ctx, 10*time.Millisecond); perr != nil {
 		return false, fmt.Errorf("%w (last attempt: %v)", perr, err)
 	}
 	return true, nil
@@ -483,7 +483,7 @@ func (h *Host) waitCompacted(ctx context.Context, id base.RangeID, idx uint64) e
 		if first, _ := lr.GetRange(); first > idx {
 			return nil
 		}
-		if err := pause(ctx, 5*time.Millisecond); err != nil {
+		if err := base.Sleep(ctx, 5*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -516,7 +516,7 @@ func (h *Host) Compact(ctx context.Context, id base.RangeID) (uint64, error) {
 				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, perr)
 			}
 			// A snapshot may be in progress already: give it a moment.
-			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+			if perr := base.Sleep(ctx, 10*time.Millisecond); perr != nil {
 				return 0, fmt.Errorf("raftgroup: range %d: compact: %w", id, perr)
 			}
 			continue

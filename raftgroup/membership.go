@@ -84,7 +84,7 @@ func (h *Host) changeMembership(ctx context.Context, id base.RangeID, what strin
 		}
 		if errors.Is(err, dragonboat.ErrRejected) {
 			// A stale config change ID: another change won; re-read and retry.
-			if perr := pause(ctx, 10*time.Millisecond); perr != nil {
+			if perr := base.Sleep(ctx, 10*time.Millisecond); perr != nil {
 				return fmt.Errorf("raftgroup: range %d: %s: rejected until %w", id, what, perr)
 			}
 			continue
@@ -190,16 +190,5 @@ func (h *Host) TransferLeader(ctx context.Context, id base.RangeID, node base.No
 			return fmt.Errorf("raftgroup: range %d: transfer leadership to %d: %w", id, node, ctx.Err())
 		case <-poll.C:
 		}
-	}
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

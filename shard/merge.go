@@ -172,7 +172,7 @@ func (n *Node) merge(ctx context.Context, l, r *Descriptor) error {
 			if time.Now().After(deadline) {
 				return unfreeze(fmt.Errorf("replica of range %d on node %d did not confirm the freeze: %v", r.RangeID, node, err))
 			}
-			if perr := sleepCtx(ctx, 50*time.Millisecond); perr != nil {
+			if perr := base.Sleep(ctx, 50*time.Millisecond); perr != nil {
 				return unfreeze(perr)
 			}
 		}
@@ -258,7 +258,7 @@ func (n *Node) Merge(ctx context.Context, key []byte) error {
 	}
 	dr := n.driver
 	for !dr.beginPair(l.RangeID, r.RangeID) {
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := base.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("shard: merge at %q: ranges busy: %w", key, err)
 		}
 	}

@@ -309,7 +309,7 @@ func (n *Node) join() error {
 				n.log.Warn("join: register", "err", err)
 			}
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := base.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("shard: join via %v: %w", n.cfg.Join, err)
 		}
 	}
@@ -492,7 +492,7 @@ func (n *Node) handleEvent(e raftgroup.Event) {
 			defer n.wg.Done()
 			// The other replicas keep the right range's quorum a moment longer, so that
 			// entries in flight are refused as frozen rather than left hanging.
-			if sleepCtx(n.ctx, 300*time.Millisecond) != nil {
+			if base.Sleep(n.ctx, 300*time.Millisecond) != nil {
 				return
 			}
 			n.drain(m.Right)
@@ -518,19 +518,8 @@ func (n *Node) wasMerged(id base.RangeID) bool {
 func (n *Node) drain(id base.RangeID) {
 	deadline := time.Now().Add(5 * time.Second)
 	for n.host.Busy(id) && time.Now().Before(deadline) {
-		if sleepCtx(n.ctx, 10*time.Millisecond) != nil {
+		if base.Sleep(n.ctx, 10*time.Millisecond) != nil {
 			return
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -438,7 +438,7 @@ func (n *Node) waitCaughtUp(ctx context.Context, id base.RangeID, target base.No
 		if err == nil && info.Running && info.HasState && info.Applied >= goal {
 			return nil
 		}
-		if perr := sleepCtx(ctx, 50*time.Millisecond); perr != nil {
+		if perr := base.Sleep(ctx, 50*time.Millisecond); perr != nil {
 			return fmt.Errorf("node %d did not catch up to %d: %w", target, goal, perr)
 		}
 	}
@@ -542,7 +542,7 @@ func (n *Node) changeRID(ctx context.Context, id base.RangeID, req changeReq) (u
 				last = err
 			}
 		}
-		if perr := sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond); perr != nil {
+		if perr := base.Sleep(ctx, time.Duration(attempt+1)*50*time.Millisecond); perr != nil {
 			break
 		}
 	}

@@ -190,7 +190,7 @@ func (n *Node) withKey(ctx context.Context, key []byte, fn func(ctx context.Cont
 		if wait > 200*time.Millisecond {
 			wait = 200 * time.Millisecond
 		}
-		if perr := sleepCtx(ctx, wait); perr != nil {
+		if perr := base.Sleep(ctx, wait); perr != nil {
 			return fmt.Errorf("%w (last attempt: %w)", perr, err)
 		}
 	}

@@ -67,7 +67,7 @@ func (n *Node) split(ctx context.Context, key []byte, sticky bool) error {
 		// records it within a second if this node does not): look again. A repeated split at a
 		// key that is already a boundary is refused, so it cannot apply twice.
 		force = true
-		if perr := sleepCtx(ctx, time.Duration(attempt+1)*20*time.Millisecond); perr != nil {
+		if perr := base.Sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); perr != nil {
 			return fmt.Errorf("shard: split at %q: %w (last: %w)", key, perr, err)
 		}
 	}

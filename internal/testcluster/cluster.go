@@ -258,7 +258,7 @@ func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 		if agreed && leader != 0 && c.Node(c.Index(leader)) != nil {
 			return c.Index(leader), nil
 		}
-		if err := pause(ctx, 10*time.Millisecond); err != nil {
+		if err := base.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return -1, fmt.Errorf("testcluster: no agreed leader: %w", err)
 		}
 	}
@@ -276,7 +276,7 @@ func (c *Cluster) CheckConsistency(ctx context.Context) error {
 		if err != nil || done {
 			return err
 		}
-		if err := pause(ctx, 20*time.Millisecond); err != nil {
+		if err := base.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return fmt.Errorf("testcluster: replicas did not converge (%v):%s", err, last)
 		}
 	}
@@ -357,17 +357,6 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Describe returns, for every live node, each local replica's range, applied index and leader
