@@ -490,7 +490,7 @@ func (tx *Txn) group() ([]*rangeGroup, error) {
 		if err != nil {
 			return nil, err
 		}
-		if g.desc.RangeID != p.Range || !within(p.Span, g.desc) {
+		if g.desc.RangeID != p.Range || !(base.Span{Start: g.desc.Start, End: g.desc.End}).Covers(p.Span) {
 			return nil, &conflictError{reason: "a scanned range split or merged"}
 		}
 		g.args.Scans = append(g.args.Scans, store.TxnScan{Span: p.Span, Limit: p.Limit, Digest: store.ScanDigest(p.KVs)})
@@ -507,13 +507,6 @@ func (tx *Txn) group() ([]*rangeGroup, error) {
 		out = append(out, byRange[id])
 	}
 	return out, nil
-}
-
-func within(s base.Span, d *shard.Descriptor) bool {
-	if bytes.Compare(s.Start, d.Start) < 0 {
-		return false
-	}
-	return d.End == nil || s.End != nil && bytes.Compare(s.End, d.End) <= 0
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -469,7 +469,7 @@ func execRead(e *store.Engine, req readReq) ([]wireKV, error) {
 		return []wireKV{{Key: req.Key, Value: v.Data, Version: v.Version}}, nil
 	case readScan:
 		sub := base.Span{Start: req.Start, End: req.End}
-		if !within(sub, st.Span) {
+		if !st.Span.Covers(sub) {
 			return nil, moved("scan outside the range")
 		}
 		kvs, err := e.Scan(sub, req.Limit)
@@ -496,7 +496,7 @@ func execRead(e *store.Engine, req readReq) ([]wireKV, error) {
 		return []wireKV{kv}, nil
 	case readTxnScan:
 		sub := base.Span{Start: req.Start, End: req.End}
-		if !within(sub, st.Span) {
+		if !st.Span.Covers(sub) {
 			return nil, moved("scan outside the range")
 		}
 		kvs, ins, err := e.ScanTxn(sub, req.Limit)
@@ -532,17 +532,6 @@ func execRead(e *store.Engine, req readReq) ([]wireKV, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("shard: unknown read kind %q", req.Kind)
-}
-
-// within reports whether sub lies inside s.
-func within(sub, s base.Span) bool {
-	if s.Empty() || bytes.Compare(sub.Start, s.Start) < 0 {
-		return false
-	}
-	if s.End == nil {
-		return true
-	}
-	return sub.End != nil && bytes.Compare(sub.End, s.End) <= 0
 }
 
 // forward sends a request for range id to the nodes holding it, the known leader first, until

@@ -95,7 +95,7 @@ func (a *applier) txnInSpan(c Command) ([]byte, bool) {
 		}
 	}
 	for _, s := range args.Scans {
-		if !within(s.Span, sp) {
+		if !sp.Covers(s.Span) {
 			return s.Span.Start, false
 		}
 	}
@@ -118,17 +118,6 @@ func (a *applier) txnInSpan(c Command) ([]byte, bool) {
 		return args.Anchor, false
 	}
 	return nil, true
-}
-
-// within reports whether sub lies inside s.
-func within(sub, s base.Span) bool {
-	if s.Empty() || bytes.Compare(sub.Start, s.Start) < 0 {
-		return false
-	}
-	if s.End == nil {
-		return true
-	}
-	return sub.End != nil && bytes.Compare(sub.End, s.End) <= 0
 }
 
 // validate checks a commit's or prepare's reads, scans and writes against the range as of

@@ -33,6 +33,14 @@ func (s Span) Contains(k []byte) bool {
 	return bytes.Compare(k, s.Start) >= 0 && (s.End == nil || bytes.Compare(k, s.End) < 0)
 }
 
+// Covers reports whether sub lies inside s (s non-empty).
+func (s Span) Covers(sub Span) bool {
+	if s.Empty() || bytes.Compare(sub.Start, s.Start) < 0 {
+		return false
+	}
+	return s.End == nil || sub.End != nil && bytes.Compare(sub.End, s.End) <= 0
+}
+
 // Valid reports whether Start < End (or End is unbounded): the span contains at least one key.
 func (s Span) Valid() bool { return s.End == nil || bytes.Compare(s.Start, s.End) < 0 }
 

@@ -132,3 +132,25 @@ func TestLocalKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestSpanCovers(t *testing.T) {
+	s := Span{Start: []byte("b"), End: []byte("m")}
+	open := Span{Start: []byte("b")}
+	for _, c := range []struct {
+		outer, sub Span
+		want       bool
+	}{
+		{s, Span{Start: []byte("b"), End: []byte("m")}, true},
+		{s, Span{Start: []byte("c"), End: []byte("d")}, true},
+		{s, Span{Start: []byte("a"), End: []byte("d")}, false},
+		{s, Span{Start: []byte("c"), End: []byte("n")}, false},
+		{s, Span{Start: []byte("c")}, false},
+		{open, Span{Start: []byte("c")}, true},
+		{open, Span{Start: []byte("a"), End: []byte("c")}, false},
+		{Span{Start: []byte("x"), End: []byte("x")}, Span{Start: []byte("x"), End: []byte("x")}, false},
+	} {
+		if got := c.outer.Covers(c.sub); got != c.want {
+			t.Errorf("%s covers %s: %v, want %v", c.outer, c.sub, got, c.want)
+		}
+	}
+}
