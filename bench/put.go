@@ -85,26 +85,33 @@ func DefaultPutConfig() PutConfig {
 const maxKeys = 1_000_000_000_000
 
 // Validate reports every problem with c at once.
+// checkWorkload checks the knobs every workload shares.
+func checkWorkload(nodes, concurrency, valueSize int, duration, warmup time.Duration) []error {
+	var errs []error
+	if nodes < 1 {
+		errs = append(errs, fmt.Errorf("nodes must be at least 1, got %d", nodes))
+	}
+	if concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", concurrency))
+	}
+	if valueSize < 0 || valueSize > base.MaxValueSize {
+		errs = append(errs, fmt.Errorf("value size must be between 0 and %d bytes, got %d", base.MaxValueSize, valueSize))
+	}
+	if duration <= 0 {
+		errs = append(errs, fmt.Errorf("duration must be positive, got %v", duration))
+	}
+	if warmup < 0 {
+		errs = append(errs, fmt.Errorf("warm-up must not be negative, got %v", warmup))
+	}
+	return errs
+}
+
 func (c PutConfig) Validate() error {
 	var errs []error
 	if _, err := NewEngine(c.Engine); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Nodes < 1 {
-		errs = append(errs, fmt.Errorf("nodes must be at least 1, got %d", c.Nodes))
-	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", c.Concurrency))
-	}
-	if c.ValueSize < 0 || c.ValueSize > base.MaxValueSize {
-		errs = append(errs, fmt.Errorf("value size must be between 0 and %d bytes, got %d", base.MaxValueSize, c.ValueSize))
-	}
-	if c.Duration <= 0 {
-		errs = append(errs, fmt.Errorf("duration must be positive, got %v", c.Duration))
-	}
-	if c.Warmup < 0 {
-		errs = append(errs, fmt.Errorf("warm-up must not be negative, got %v", c.Warmup))
-	}
+	errs = append(errs, checkWorkload(c.Nodes, c.Concurrency, c.ValueSize, c.Duration, c.Warmup)...)
 	if c.Ranges < 0 || c.Ranges > 100000 {
 		errs = append(errs, fmt.Errorf("ranges must be between 0 and 100000, got %d", c.Ranges))
 	} else if int64(c.Ranges) > c.Keys {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/bondkv/bondkv"
-	"github.com/bondkv/bondkv/internal/base"
 )
 
 // Phases of a transaction benchmark, in the order they run.
@@ -113,21 +112,7 @@ const (
 // Validate reports every problem with c at once.
 func (c TxnConfig) Validate() error {
 	var errs []error
-	if c.Nodes < 1 {
-		errs = append(errs, fmt.Errorf("nodes must be at least 1, got %d", c.Nodes))
-	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", c.Concurrency))
-	}
-	if c.ValueSize < 0 || c.ValueSize > base.MaxValueSize {
-		errs = append(errs, fmt.Errorf("value size must be between 0 and %d bytes, got %d", base.MaxValueSize, c.ValueSize))
-	}
-	if c.Duration <= 0 {
-		errs = append(errs, fmt.Errorf("duration must be positive, got %v", c.Duration))
-	}
-	if c.Warmup < 0 {
-		errs = append(errs, fmt.Errorf("warm-up must not be negative, got %v", c.Warmup))
-	}
+	errs = append(errs, checkWorkload(c.Nodes, c.Concurrency, c.ValueSize, c.Duration, c.Warmup)...)
 	if c.KeysPerTxn < 1 || c.KeysPerTxn > maxKeysPerTxn {
 		errs = append(errs, fmt.Errorf("keys per transaction must be between 1 and %d, got %d", maxKeysPerTxn, c.KeysPerTxn))
 	} else if c.ValueSize >= 0 && c.KeysPerTxn*(keyLen+c.ValueSize) > maxBytesPerTxn {
