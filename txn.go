@@ -157,7 +157,10 @@ func (e *conflictError) Unwrap() error { return ErrConflict }
 // Update runs fn in a read-write transaction and commits it. On a conflict with another
 // transaction it runs fn again (after a short randomized pause), so fn may run more than once
 // and must not have effects outside the transaction. If fn returns an error, nothing is
-// applied and Update returns it. The transaction is strictly serializable.
+// applied and Update returns it — once it has checked that what fn read was one consistent
+// state (otherwise fn may have failed because of that, and it runs again). The transaction is
+// strictly serializable. Reads on the first attempt come from the nearest replica without a
+// consensus round; the commit checks them.
 //
 // If the commit's outcome cannot be known (the context ended or a node failed mid-commit),
 // Update returns an error matching ErrAmbiguous.
