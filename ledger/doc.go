@@ -35,6 +35,29 @@
 // and header hash) is signed with the node's Ed25519 key, created on first use and kept in a
 // 0600 file in the node's directory.
 //
+// # Owners table
+//
+// The owners table (owners.go) records who owns each range. It is a pure function of the
+// entries so far, applied in ledger order; it has one row per range that an ownership entry has
+// named and that no Merge has removed since:
+//
+//   - Owner means the range's replica set (node, replica ID, voting or not; one replica per
+//     node) and its last recorded leader and term. A row also records the Generation and the
+//     ledger index of the last entry that changed it, so that entry can be proved too.
+//   - Only Split, Merge, ReplicaAdd, ReplicaRemove and LeaderMove change the table. The first
+//     such entry of a range creates its row with no replicas and no leader; each sets the row's
+//     Generation and Index.
+//   - Split: the new range gets a copy of the row (replicas, leader, term), replacing any row it
+//     had. Merge: the right range's row is deleted. ReplicaAdd adds the replica, or replaces the
+//     one on that node (e.g. a learner promoted to voter). ReplicaRemove removes the replica on
+//     that node, and clears the leader if it was on that node. LeaderMove sets leader and term.
+//   - The ledger records; it does not judge. A leader that is not a replica, a split into an
+//     existing range or a merge of an unknown range is recorded as described, so every ledger
+//     that decodes has exactly one table.
+//
+// The live table is kept in memory and updated with each block; Open rebuilds it from the
+// entries.
+//
 // # Verification
 //
 // Verify replays a ledger stored in Pebble and checks every entry encoding, leaf hash, tree node,

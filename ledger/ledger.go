@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/bondkv/bondkv/internal/base"
@@ -31,6 +32,7 @@ type Ledger struct {
 	blocks      uint64
 	lastHeader  Hash
 	checkpoints uint64
+	owners      owners // after the last block
 }
 
 func key(prefix []byte, kind byte, n uint64) []byte {
@@ -43,7 +45,7 @@ func (l *Ledger) metaKey() []byte { return append(append([]byte(nil), l.prefix..
 
 // Open opens the ledger stored in db under prefix (empty if none).
 func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
-	l := &Ledger{db: db, prefix: append([]byte(nil), prefix...)}
+	l := &Ledger{db: db, prefix: append([]byte(nil), prefix...), owners: owners{}}
 	var err error
 	if l.tree, err = OpenTree(db, append(append([]byte(nil), prefix...), 't')); err != nil {
 		return nil, err
@@ -62,7 +64,24 @@ func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
 		l.lastHeader = Hash(v[8 : 8+HashSize])
 		l.checkpoints = binary.BigEndian.Uint64(v[8+HashSize:])
 	}
+	if err := l.loadOwners(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// loadOwners rebuilds the owners table from the entries.
+func (l *Ledger) loadOwners() error {
+	d := newOwnersDelta(l.owners)
+	for idx := uint64(0); idx < l.Size(); idx++ {
+		e, err := l.Entry(idx)
+		if err != nil {
+			return err
+		}
+		d.apply(&e, idx)
+	}
+	d.commit()
+	return nil
 }
 
 // Tree returns the ledger's Merkle tree, for roots and proofs.
@@ -116,6 +135,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 	defer b.Close()
 	first := l.tree.Size()
 	heads := map[base.RangeID]head{}
+	own := newOwnersDelta(l.owners)
 	leaves := make([]Hash, len(entries))
 	var buf []byte
 	for i := range entries {
@@ -137,6 +157,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 		}
 		leaves[i] = LeafHash(buf)
 		heads[e.Range] = head{leaves[i], idx}
+		own.apply(e, idx)
 		if err := b.Set(key(l.prefix, 'e', idx), buf, nil); err != nil {
 			return BlockHeader{}, err
 		}
@@ -168,6 +189,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 		return BlockHeader{}, fmt.Errorf("ledger: append block %d: %w", hdr.Number, err)
 	}
 	l.tree.install(p)
+	own.commit()
 	return hdr, nil
 }
 
@@ -196,6 +218,17 @@ func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("ledger: checkpoint: %w", err)
 	}
 	return c, nil
+}
+
+// Owners returns the current owners table (after the last block), its rows sorted by range.
+func (l *Ledger) Owners() []OwnerRow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rows := l.owners.sorted()
+	for i := range rows {
+		rows[i].Replicas = slices.Clone(rows[i].Replicas)
+	}
+	return rows
 }
 
 // Entry returns the entry at index.
