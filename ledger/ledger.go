@@ -17,11 +17,13 @@ import (
 //	P e <index:8 BE>    encoded entry
 //	P b <number:8 BE>   encoded block header
 //	P c <seq:8 BE>      encoded signed checkpoint
+//	P o <seq:8 BE>      the owners table the checkpoint signs (ownerproof.go)
 //	P h <range:8 BE>    head of the range's chain: leaf hash (32) ‖ entry index (8)
 //	P m                 blocks (8) ‖ last header hash (32) ‖ checkpoints (8)
 //	P t …               the Merkle tree (see Tree)
 //
-// A block's entries, header, tree nodes, chain heads and meta are written in one synced batch.
+// A block's entries, header, tree nodes, chain heads and meta are written in one synced batch,
+// a checkpoint and its owners table in another.
 // A Ledger has one writer; its methods serialise.
 type Ledger struct {
 	db     *pebble.DB
@@ -70,10 +72,32 @@ func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
 	return l, nil
 }
 
-// loadOwners rebuilds the owners table from the entries.
+// loadOwners rebuilds the current owners table: the last checkpoint's table, then the entries
+// appended since.
 func (l *Ledger) loadOwners() error {
+	var from uint64
+	if l.checkpoints > 0 {
+		seq := l.checkpoints - 1
+		c, err := l.CheckpointAt(seq)
+		if err != nil {
+			return err
+		}
+		raw, closer, err := l.db.Get(key(l.prefix, 'o', seq))
+		if err != nil {
+			return fmt.Errorf("ledger: owners table of checkpoint %d: %w", seq, err)
+		}
+		t, err := decodeOwnersTable(raw)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("checkpoint %d: %w", seq, err)
+		}
+		for _, r := range t.rows {
+			l.owners[r.Range] = r
+		}
+		from = c.TreeSize
+	}
 	d := newOwnersDelta(l.owners)
-	for idx := uint64(0); idx < l.Size(); idx++ {
+	for idx := from; idx < l.Size(); idx++ {
 		e, err := l.Entry(idx)
 		if err != nil {
 			return err
@@ -201,11 +225,16 @@ func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
 	if l.blocks == 0 {
 		return Checkpoint{}, errors.New("ledger: checkpoint of an empty ledger")
 	}
-	c := Checkpoint{TreeSize: l.tree.Size(), Root: l.tree.Root(), Block: l.blocks - 1, HeaderHash: l.lastHeader}
+	t := newOwnersTable(l.owners.sorted())
+	c := Checkpoint{TreeSize: l.tree.Size(), Root: l.tree.Root(), Block: l.blocks - 1, HeaderHash: l.lastHeader,
+		OwnersSize: uint64(len(t.rows)), OwnersRoot: t.root()}
 	nk.sign(&c)
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(key(l.prefix, 'c', l.checkpoints), c.Encode(), nil); err != nil {
+		return Checkpoint{}, err
+	}
+	if err := b.Set(key(l.prefix, 'o', l.checkpoints), t.enc, nil); err != nil {
 		return Checkpoint{}, err
 	}
 	l.checkpoints++
@@ -216,6 +245,24 @@ func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
 	if err != nil {
 		l.checkpoints--
 		return Checkpoint{}, fmt.Errorf("ledger: checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// CheckpointAt returns stored checkpoint seq (0 is the first); the error wraps base.ErrNotFound
+// if there is none. It does not check the signature.
+func (l *Ledger) CheckpointAt(seq uint64) (Checkpoint, error) {
+	v, closer, err := l.db.Get(key(l.prefix, 'c', seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Checkpoint{}, fmt.Errorf("ledger: checkpoint %d: %w", seq, base.ErrNotFound)
+	}
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	defer closer.Close()
+	c, err := DecodeCheckpoint(v)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint %d: %w", seq, err)
 	}
 	return c, nil
 }
