@@ -15,7 +15,7 @@ import (
 )
 
 // CheckpointVersion is the checkpoint encoding version.
-const CheckpointVersion = 1
+const CheckpointVersion = 2
 
 // checkpointDomain prefixes the signed message so a checkpoint signature cannot be replayed as
 // a signature over anything else.
@@ -24,27 +24,33 @@ const checkpointDomain = "bondkv ledger checkpoint v1\x00"
 // Checkpoint is a signed statement of the ledger's state after block Block. Its canonical
 // encoding is
 //
-//	u8 version | u64 tree size | [32] root | u64 block | [32] header hash | u64 signer |
-//	[32] public key | [64] Ed25519 signature
+//	u8 version | u64 tree size | [32] root | u64 block | [32] header hash |
+//	u64 owners size | [32] owners root | u64 signer | [32] public key | [64] Ed25519 signature
 //
-// and the signature covers checkpointDomain followed by every byte before it.
+// and the signature covers checkpointDomain followed by every byte before it. OwnersSize and
+// OwnersRoot are the number of rows and the RFC 6962 root of the owners table after the block
+// (ownerproof.go). Version 1 had no owners fields; it is no longer accepted.
 type Checkpoint struct {
 	TreeSize   uint64
 	Root       Hash
 	Block      uint64
 	HeaderHash Hash
+	OwnersSize uint64
+	OwnersRoot Hash
 	Signer     base.NodeID
 	PublicKey  ed25519.PublicKey
 	Signature  []byte
 }
 
 func (c *Checkpoint) body() []byte {
-	e := encoder{b: make([]byte, 0, 1+8+HashSize+8+HashSize+8+ed25519.PublicKeySize+ed25519.SignatureSize)}
+	e := encoder{b: make([]byte, 0, 1+8+HashSize+8+HashSize+8+HashSize+8+ed25519.PublicKeySize+ed25519.SignatureSize)}
 	e.u8(CheckpointVersion)
 	e.u64(c.TreeSize)
 	e.hash(c.Root)
 	e.u64(c.Block)
 	e.hash(c.HeaderHash)
+	e.u64(c.OwnersSize)
+	e.hash(c.OwnersRoot)
 	e.u64(uint64(c.Signer))
 	var pk [ed25519.PublicKeySize]byte
 	copy(pk[:], c.PublicKey)
@@ -90,6 +96,8 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	c.Root = d.hash()
 	c.Block = d.u64()
 	c.HeaderHash = d.hash()
+	c.OwnersSize = d.u64()
+	c.OwnersRoot = d.hash()
 	c.Signer = base.NodeID(d.u64())
 	c.PublicKey = bytes.Clone(d.take(ed25519.PublicKeySize))
 	c.Signature = bytes.Clone(d.take(ed25519.SignatureSize))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/bondkv/bondkv/internal/base"
@@ -16,11 +17,13 @@ import (
 //	P e <index:8 BE>    encoded entry
 //	P b <number:8 BE>   encoded block header
 //	P c <seq:8 BE>      encoded signed checkpoint
+//	P o <seq:8 BE>      the owners table the checkpoint signs (ownerproof.go)
 //	P h <range:8 BE>    head of the range's chain: leaf hash (32) ‖ entry index (8)
 //	P m                 blocks (8) ‖ last header hash (32) ‖ checkpoints (8)
 //	P t …               the Merkle tree (see Tree)
 //
-// A block's entries, header, tree nodes, chain heads and meta are written in one synced batch.
+// A block's entries, header, tree nodes, chain heads and meta are written in one synced batch,
+// a checkpoint and its owners table in another.
 // A Ledger has one writer; its methods serialise.
 type Ledger struct {
 	db     *pebble.DB
@@ -31,6 +34,7 @@ type Ledger struct {
 	blocks      uint64
 	lastHeader  Hash
 	checkpoints uint64
+	owners      owners // after the last block
 }
 
 func key(prefix []byte, kind byte, n uint64) []byte {
@@ -43,7 +47,7 @@ func (l *Ledger) metaKey() []byte { return append(append([]byte(nil), l.prefix..
 
 // Open opens the ledger stored in db under prefix (empty if none).
 func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
-	l := &Ledger{db: db, prefix: append([]byte(nil), prefix...)}
+	l := &Ledger{db: db, prefix: append([]byte(nil), prefix...), owners: owners{}}
 	var err error
 	if l.tree, err = OpenTree(db, append(append([]byte(nil), prefix...), 't')); err != nil {
 		return nil, err
@@ -62,7 +66,46 @@ func Open(db *pebble.DB, prefix []byte) (*Ledger, error) {
 		l.lastHeader = Hash(v[8 : 8+HashSize])
 		l.checkpoints = binary.BigEndian.Uint64(v[8+HashSize:])
 	}
+	if err := l.loadOwners(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// loadOwners rebuilds the current owners table: the last checkpoint's table, then the entries
+// appended since.
+func (l *Ledger) loadOwners() error {
+	var from uint64
+	if l.checkpoints > 0 {
+		seq := l.checkpoints - 1
+		c, err := l.CheckpointAt(seq)
+		if err != nil {
+			return err
+		}
+		raw, closer, err := l.db.Get(key(l.prefix, 'o', seq))
+		if err != nil {
+			return fmt.Errorf("ledger: owners table of checkpoint %d: %w", seq, err)
+		}
+		t, err := decodeOwnersTable(raw)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("checkpoint %d: %w", seq, err)
+		}
+		for _, r := range t.rows {
+			l.owners[r.Range] = r
+		}
+		from = c.TreeSize
+	}
+	d := newOwnersDelta(l.owners)
+	for idx := from; idx < l.Size(); idx++ {
+		e, err := l.Entry(idx)
+		if err != nil {
+			return err
+		}
+		d.apply(&e, idx)
+	}
+	d.commit()
+	return nil
 }
 
 // Tree returns the ledger's Merkle tree, for roots and proofs.
@@ -116,6 +159,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 	defer b.Close()
 	first := l.tree.Size()
 	heads := map[base.RangeID]head{}
+	own := newOwnersDelta(l.owners)
 	leaves := make([]Hash, len(entries))
 	var buf []byte
 	for i := range entries {
@@ -137,6 +181,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 		}
 		leaves[i] = LeafHash(buf)
 		heads[e.Range] = head{leaves[i], idx}
+		own.apply(e, idx)
 		if err := b.Set(key(l.prefix, 'e', idx), buf, nil); err != nil {
 			return BlockHeader{}, err
 		}
@@ -168,6 +213,7 @@ func (l *Ledger) appendBlock(entries []Entry, link bool) (BlockHeader, error) {
 		return BlockHeader{}, fmt.Errorf("ledger: append block %d: %w", hdr.Number, err)
 	}
 	l.tree.install(p)
+	own.commit()
 	return hdr, nil
 }
 
@@ -179,11 +225,16 @@ func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
 	if l.blocks == 0 {
 		return Checkpoint{}, errors.New("ledger: checkpoint of an empty ledger")
 	}
-	c := Checkpoint{TreeSize: l.tree.Size(), Root: l.tree.Root(), Block: l.blocks - 1, HeaderHash: l.lastHeader}
+	t := newOwnersTable(l.owners.sorted())
+	c := Checkpoint{TreeSize: l.tree.Size(), Root: l.tree.Root(), Block: l.blocks - 1, HeaderHash: l.lastHeader,
+		OwnersSize: uint64(len(t.rows)), OwnersRoot: t.root()}
 	nk.sign(&c)
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(key(l.prefix, 'c', l.checkpoints), c.Encode(), nil); err != nil {
+		return Checkpoint{}, err
+	}
+	if err := b.Set(key(l.prefix, 'o', l.checkpoints), t.enc, nil); err != nil {
 		return Checkpoint{}, err
 	}
 	l.checkpoints++
@@ -196,6 +247,35 @@ func (l *Ledger) Checkpoint(nk *NodeKey) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("ledger: checkpoint: %w", err)
 	}
 	return c, nil
+}
+
+// CheckpointAt returns stored checkpoint seq (0 is the first); the error wraps base.ErrNotFound
+// if there is none. It does not check the signature.
+func (l *Ledger) CheckpointAt(seq uint64) (Checkpoint, error) {
+	v, closer, err := l.db.Get(key(l.prefix, 'c', seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Checkpoint{}, fmt.Errorf("ledger: checkpoint %d: %w", seq, base.ErrNotFound)
+	}
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	defer closer.Close()
+	c, err := DecodeCheckpoint(v)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint %d: %w", seq, err)
+	}
+	return c, nil
+}
+
+// Owners returns the current owners table (after the last block), its rows sorted by range.
+func (l *Ledger) Owners() []OwnerRow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rows := l.owners.sorted()
+	for i := range rows {
+		rows[i].Replicas = slices.Clone(rows[i].Replicas)
+	}
+	return rows
 }
 
 // Entry returns the entry at index.

@@ -119,7 +119,7 @@ func TestVerifyNamesFlippedByte(t *testing.T) {
 	db := openDB(t, filepath.Join(dir, "db"))
 	buildLedger(t, r, db, nk, 9)
 	trusted := map[base.NodeID]ed25519.PublicKey{1: nk.Public()}
-	kinds := map[byte]string{'e': ItemEntry, 'b': ItemHeader, 'c': ItemCheckpoint}
+	kinds := map[byte]string{'e': ItemEntry, 'b': ItemHeader, 'c': ItemCheckpoint, 'o': ItemOwners}
 	var keys [][]byte
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix), 0xff)})
 	if err != nil {
@@ -164,7 +164,7 @@ func TestVerifyNamesFlippedByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("flips per kind: %v", counts)
-	if len(counts) != 3 {
+	if len(counts) != len(kinds) {
 		t.Fatalf("not every kind was flipped: %v", counts)
 	}
 }
