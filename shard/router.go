@@ -211,73 +211,6 @@ func (n *Node) Write(ctx context.Context, key []byte, cmds []store.Command) erro
 	})
 }
 
-// Get returns key's live value (base.ErrNotFound if none), linearizably.
-func (n *Node) Get(ctx context.Context, key []byte) (store.Value, error) {
-	var v store.Value
-	err := n.withKey(ctx, key, func(ctx context.Context, d *Descriptor) error {
-		kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readGet, Key: key})
-		if err != nil {
-			return err
-		}
-		if len(kvs) == 0 {
-			return base.ErrNotFound
-		}
-		v = store.Value{Version: kvs[0].Version, Data: kvs[0].Value}
-		if v.Data == nil {
-			v.Data = []byte{}
-		}
-		return nil
-	})
-	return v, err
-}
-
-// Scan returns up to limit (<= 0: all) live keys of span in order. Each range's part is read
-// linearizably; a scan across ranges is not one atomic snapshot.
-func (n *Node) Scan(ctx context.Context, span base.Span, limit int) ([]store.KV, error) {
-	var out []store.KV
-	cur := span.Start
-	if cur == nil {
-		cur = []byte{}
-	}
-	for {
-		var end []byte
-		done := false
-		err := n.withKey(ctx, cur, func(ctx context.Context, d *Descriptor) error {
-			end = d.End
-			sub := base.Span{Start: cur, End: span.End}
-			if d.End != nil && (span.End == nil || bytes.Compare(d.End, span.End) < 0) {
-				sub.End = d.End
-			}
-			left := 0
-			if limit > 0 {
-				left = limit - len(out)
-			}
-			kvs, err := n.read(ctx, d.RangeID, readReq{Range: d.RangeID, Kind: readScan, Start: sub.Start, End: sub.End, Limit: left})
-			if err != nil {
-				return err
-			}
-			for _, kv := range kvs {
-				data := kv.Value
-				if data == nil {
-					data = []byte{}
-				}
-				out = append(out, store.KV{Key: kv.Key, Value: store.Value{Version: kv.Version, Data: data}})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if limit > 0 && len(out) >= limit || end == nil || span.End != nil && bytes.Compare(end, span.End) >= 0 {
-			done = true
-		}
-		if done {
-			return out, nil
-		}
-		cur = end
-	}
-}
-
 // propose replicates cmds through range id: on the local replica if this node has one,
 // otherwise forwarded to a node that has.
 func (n *Node) propose(ctx context.Context, id base.RangeID, cmds []store.Command) (store.Result, error) {
@@ -455,32 +388,6 @@ func execRead(e *store.Engine, req readReq) ([]wireKV, error) {
 		return nil, moved("the range has no state on this node")
 	}
 	switch req.Kind {
-	case readGet:
-		if !st.Span.Contains(req.Key) || st.Span.Empty() {
-			return nil, moved("key outside the range")
-		}
-		v, err := e.Get(req.Key)
-		if errors.Is(err, base.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		return []wireKV{{Key: req.Key, Value: v.Data, Version: v.Version}}, nil
-	case readScan:
-		sub := base.Span{Start: req.Start, End: req.End}
-		if !st.Span.Covers(sub) {
-			return nil, moved("scan outside the range")
-		}
-		kvs, err := e.Scan(sub, req.Limit)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]wireKV, len(kvs))
-		for i, kv := range kvs {
-			out[i] = wireKV{Key: kv.Key, Value: kv.Value.Data, Version: kv.Value.Version}
-		}
-		return out, nil
 	case readTxnGet:
 		if !st.Span.Contains(req.Key) || st.Span.Empty() {
 			return nil, moved("key outside the range")

@@ -156,8 +156,6 @@ type proposeResp struct {
 
 // Read kinds.
 const (
-	readGet       = "get"
-	readScan      = "scan"
 	readLocalGet  = "local_get"
 	readLocalScan = "local_scan"
 	// readTxnGet returns the key's record (tombstones included) and intent; readTxnScan the

@@ -633,17 +633,22 @@ func (e *Engine) GetTxn(key []byte) (TxnView, error) {
 	if err := base.CheckKey(key); err != nil {
 		return TxnView{}, err
 	}
-	// The intent set is consulted at the snapshot's instant: a key leaves it only after the
-	// batch resolving its intent has committed, so a key missing from it (under its lock, while
-	// the snapshot is taken) has no intent in the snapshot either.
+	// The intent set is consulted at the instant the record is read: a key leaves it only after
+	// the batch resolving its intent has committed, so a key missing from it has no intent in
+	// any state read afterwards (one laid later is pending, and read past). A key in it is read
+	// at one Pebble snapshot with its intent.
+	var rd pebble.Reader = e.db
 	e.intents.mu.RLock()
-	snap := e.db.NewSnapshot()
 	_, maybe := e.intents.m[string(key)]
+	if maybe {
+		snap := e.db.NewSnapshot()
+		defer snap.Close()
+		rd = snap
+	}
 	e.intents.mu.RUnlock()
-	defer snap.Close()
 	var out TxnView
 	if maybe {
-		in, ok, err := e.readIntent(snap, key)
+		in, ok, err := e.readIntent(rd, key)
 		if err != nil {
 			return TxnView{}, fmt.Errorf("store: get %q: %w", key, err)
 		}
@@ -651,7 +656,7 @@ func (e *Engine) GetTxn(key []byte) (TxnView, error) {
 			out.Intent = &in
 		}
 	}
-	v, closer, err := snap.Get(base.DataKey(key))
+	v, closer, err := rd.Get(base.DataKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return out, nil
 	}
